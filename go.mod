@@ -1,0 +1,3 @@
+module github.com/ehrvault/ehrvault
+
+go 1.26

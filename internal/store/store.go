@@ -1,0 +1,156 @@
+// Package store defines where ehrvault keeps resource versions, the contract
+// every storage backend meets, and nothing else: it holds no SQL and never
+// parses FHIR. Backends live in child packages named after their technology
+// (sqlite now, postgres next), and all of them pass the suite in storetest.
+//
+// # What a backend sees
+//
+// A backend stores sealed bytes. A resource version reaches it as metadata in
+// the clear (type, id, version number, time of the write, deleted flag, the id
+// of the data key that sealed it) and an opaque sealed payload. Index entries
+// reach it as opaque keyed hashes. Nothing a backend holds names a person.
+//
+// # What a backend promises
+//
+//   - Update runs its function in one atomic, isolated write transaction:
+//     everything it wrote is durable when Update returns nil, nothing of it
+//     is visible if it returns an error.
+//   - Version numbers of one resource start at 1 and have no gaps; a Put that
+//     would break that fails with ErrConflict.
+//   - Seq is assigned by the backend, increases with every Put across all
+//     resources, and orders history.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a backend returns. Callers test them with errors.Is.
+var (
+	// ErrNotFound: the thing asked for has never existed. Read and VRead
+	// answer a deleted resource with its deletion version, not this.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a Put named a version that is not the next one, so
+	// somebody else wrote first. The API answers 409 or 412.
+	ErrConflict = errors.New("store: version conflict")
+	// ErrExists: the store was asked to create something that is there.
+	ErrExists = errors.New("store: already exists")
+	// ErrClosed: the store was used after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Version is one stored version of one resource.
+type Version struct {
+	Type    string
+	ID      string
+	Version int64     // 1, 2, 3, … per resource
+	Updated time.Time // when the version was written (meta.lastUpdated), UTC, microseconds
+	Deleted bool      // the version records a delete; Data is nil
+	KeyID   int64     // the data key that sealed Data
+	Data    []byte    // the sealed resource; opaque to the store
+	Seq     int64     // global write order; set by the store on Put
+}
+
+// Token is one opaque blind-index entry: a keyed hash standing for
+// (search parameter, normalized value). The store compares tokens for
+// equality and knows nothing else about them.
+type Token []byte
+
+// HistoryQuery selects versions for a history interaction. Type and ID
+// narrow it to a type or an instance; empty means all.
+type HistoryQuery struct {
+	Type  string
+	ID    string
+	Since time.Time // only versions written at or after Since, if set
+	At    time.Time // only versions current at At (written at or before At), if set
+	// BeforeSeq continues a listing: only versions with Seq < BeforeSeq, if
+	// non-zero.
+	BeforeSeq int64
+	Limit     int // at most this many; the backend may cap it
+}
+
+// ListQuery selects current, undeleted resources of one type, in id order,
+// optionally narrowed to those carrying every one of Tokens.
+type ListQuery struct {
+	Type    string
+	Tokens  []Token // all must match (AND); empty: every resource of Type
+	AfterID string  // continue a listing after this id
+	Limit   int
+}
+
+// Reader reads committed versions.
+type Reader interface {
+	// Read returns the current version of type/id. A deleted resource
+	// returns its deletion version (Deleted set); ErrNotFound means the
+	// resource never existed.
+	Read(ctx context.Context, typ, id string) (*Version, error)
+	// VRead returns one version; ErrNotFound if it does not exist.
+	VRead(ctx context.Context, typ, id string, version int64) (*Version, error)
+	// History returns versions newest first (by Seq descending).
+	History(ctx context.Context, q HistoryQuery) ([]*Version, error)
+	// List returns the ids of current, undeleted resources matching q.
+	List(ctx context.Context, q ListQuery) ([]string, error)
+}
+
+// Tx is one write transaction. Its reads see its own writes.
+type Tx interface {
+	Reader
+	KeyStore
+	// Put appends v as the next version of v.Type/v.ID and makes it
+	// current: v.Version must be 1 for a new resource or the current
+	// version + 1, else ErrConflict. Put sets v.Seq. tokens replace the
+	// resource's blind-index entries (none for a delete).
+	Put(ctx context.Context, v *Version, tokens []Token) error
+	// AfterCommit registers f to run once the transaction has committed;
+	// it never runs if the transaction rolls back.
+	AfterCommit(f func())
+}
+
+// KeyStore keeps wrapped data keys. Owners are names such as
+// "Patient/123" or "store"; ids are small integers assigned by the store.
+type KeyStore interface {
+	// WrappedKey returns the key owned by owner; ErrNotFound if none.
+	WrappedKey(ctx context.Context, owner string) (id int64, wrapped []byte, err error)
+	// WrappedKeyByID returns the key with id; ErrNotFound if none.
+	WrappedKeyByID(ctx context.Context, id int64) (owner string, wrapped []byte, err error)
+	// PutWrappedKey stores a new key for owner and returns its id;
+	// ErrExists if owner has one.
+	PutWrappedKey(ctx context.Context, owner string, wrapped []byte) (id int64, err error)
+}
+
+// Store is a storage backend.
+type Store interface {
+	Reader
+	// Keys reads wrapped data keys outside a write transaction.
+	Keys() KeyStore
+	// Update runs fn in one write transaction; see the package promises.
+	// If fn returns an error the transaction rolls back and Update returns
+	// that error unchanged.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Close releases the store; later calls fail with ErrClosed.
+	Close() error
+}
+
+// AuthToken is a stored API bearer token: only its hash is kept.
+type AuthToken struct {
+	ID      string // short public id, for listing, logs and revocation
+	Hash    []byte // SHA-256 of the token
+	Label   string // what the operator said it is for
+	Created time.Time
+	Expires time.Time
+	Revoked bool
+}
+
+// AuthTokens keeps bearer tokens. A backend implements it beside Store.
+type AuthTokens interface {
+	// PutAuthToken stores a new token; ErrExists if the id or hash is taken.
+	PutAuthToken(ctx context.Context, t AuthToken) error
+	// AuthTokenByHash returns the token with this hash; ErrNotFound if none.
+	AuthTokenByHash(ctx context.Context, hash []byte) (*AuthToken, error)
+	// AuthTokens lists every token, newest first.
+	AuthTokens(ctx context.Context) ([]AuthToken, error)
+	// RevokeAuthToken marks a token revoked; ErrNotFound if no such id.
+	RevokeAuthToken(ctx context.Context, id string) error
+}
