@@ -1,3 +1,11 @@
 module github.com/ehrvault/ehrvault
 
-go 1.26
+go 1.26.0
+
+require (
+	github.com/mattn/go-sqlite3 v1.14.53
+	golang.org/x/crypto v0.58.0
+	golang.org/x/term v0.47.0
+)
+
+require golang.org/x/sys v0.49.0 // indirect

@@ -93,6 +93,10 @@ func model() map[string]*TypeDef {
 			t.choice = make(map[string]string)
 			for j := range t.Elements {
 				e := &t.Elements[j]
+				e.Path = t.Name + "." + e.Name
+				if e.Choice {
+					e.Path += "[x]"
+				}
 				if !e.Choice {
 					t.byName[e.Name] = j
 					continue
@@ -156,4 +160,17 @@ func (t *TypeDef) MatchString(s string) bool {
 		return true
 	}
 	return t.re.MatchString(s)
+}
+
+// ValueSetDef is a value set of a required binding, expanded from the
+// definitions: the codes it holds, per code system.
+type ValueSetDef struct {
+	URL      string
+	Includes []CodeSet
+}
+
+// CodeSet is the codes of one code system in a value set, sorted.
+type CodeSet struct {
+	System string
+	Codes  []string
 }
