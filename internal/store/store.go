@@ -6,8 +6,10 @@
 // # What a backend sees
 //
 // A backend stores sealed bytes. A resource version reaches it as metadata in
-// the clear (type, id, version number, time of the write, deleted flag, the id
-// of the data key that sealed it) and an opaque sealed payload. Index entries
+// the clear (type, row id, version number, time of the write, deleted flag,
+// the id of the data key that sealed it) and an opaque sealed payload. The
+// row id is a keyed hash of the resource's id, never the id itself: clients
+// may choose ids, and some choose medical record numbers. Index entries
 // reach it as opaque keyed hashes. Nothing a backend holds names a person.
 //
 // # What a backend promises
@@ -31,6 +33,7 @@ import (
 var (
 	// ErrNotFound: the thing asked for has never existed. Read and VRead
 	// answer a deleted resource with its deletion version, not this.
+	// (IDs in this package are row ids: keyed hashes the caller computes.)
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a Put named a version that is not the next one, so
 	// somebody else wrote first. The API answers 409 or 412.
@@ -47,7 +50,7 @@ type Version struct {
 	ID      string
 	Version int64     // 1, 2, 3, … per resource
 	Updated time.Time // when the version was written (meta.lastUpdated), UTC, microseconds
-	Deleted bool      // the version records a delete; Data is nil
+	Deleted bool      // the version records a delete; Data is a sealed tombstone
 	KeyID   int64     // the data key that sealed Data
 	Data    []byte    // the sealed resource; opaque to the store
 	Seq     int64     // global write order; set by the store on Put

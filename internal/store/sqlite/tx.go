@@ -1,0 +1,246 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/ehrvault/ehrvault/internal/store"
+)
+
+// errTxDone is returned by a Tx used after its Update returned.
+var errTxDone = errors.New("sqlite: transaction used after its Update returned")
+
+// Update implements store.Store. It runs fn in a BEGIN IMMEDIATE
+// transaction on the writer connection, waiting for that connection while
+// another Update runs. Functions registered with AfterCommit run, in order,
+// after the commit and before Update returns.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if db.closed.Load() {
+		return store.ErrClosed
+	}
+	stx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return db.txFail(ctx, "update: begin", err)
+	}
+	t := &tx{db: db, tx: stx}
+	committed := false
+	defer func() {
+		t.done = true
+		if !committed {
+			stx.Rollback() // also when fn panics
+		}
+	}()
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.broken != nil {
+		return fmt.Errorf("update: a write failed halfway, so the transaction was rolled back: %w", t.broken)
+	}
+	if err := stx.Commit(); err != nil {
+		return db.txFail(ctx, "update: commit", err)
+	}
+	committed = true
+	t.done = true
+	for _, f := range t.after {
+		f()
+	}
+	return nil
+}
+
+// txFail wraps an error of a write transaction. database/sql rolls back a
+// transaction whose context ends and then reports only that it is done, so
+// the context's error is the one to tell.
+func (db *DB) txFail(ctx context.Context, op string, err error) error {
+	if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return db.fail(op, err)
+}
+
+// tx is a store.Tx.
+type tx struct {
+	db    *DB
+	tx    *sql.Tx
+	after []func()
+	// broken is set when a Put failed after it had written: the
+	// transaction holds half a write and must not commit.
+	broken error
+	done   bool
+}
+
+func (t *tx) check() error {
+	if t.done {
+		return errTxDone
+	}
+	if t.broken != nil {
+		return fmt.Errorf("an earlier write failed halfway: %w", t.broken)
+	}
+	return nil
+}
+
+// AfterCommit implements store.Tx.
+func (t *tx) AfterCommit(f func()) { t.after = append(t.after, f) }
+
+// Read implements store.Reader, seeing the transaction's own writes.
+func (t *tx) Read(ctx context.Context, typ, id string) (*store.Version, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	v, err := readVersion(ctx, t.tx, typ, id)
+	return v, t.fail(ctx, "read", err)
+}
+
+// VRead implements store.Reader, seeing the transaction's own writes.
+func (t *tx) VRead(ctx context.Context, typ, id string, version int64) (*store.Version, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	v, err := vreadVersion(ctx, t.tx, typ, id, version)
+	return v, t.fail(ctx, "vread", err)
+}
+
+// History implements store.Reader, seeing the transaction's own writes.
+func (t *tx) History(ctx context.Context, q store.HistoryQuery) ([]*store.Version, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	vs, err := history(ctx, t.tx, q)
+	return vs, t.fail(ctx, "history", err)
+}
+
+// List implements store.Reader, seeing the transaction's own writes.
+func (t *tx) List(ctx context.Context, q store.ListQuery) ([]string, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	ids, err := list(ctx, t.tx, q)
+	return ids, t.fail(ctx, "list", err)
+}
+
+func (t *tx) fail(ctx context.Context, op string, err error) error {
+	return t.db.txFail(ctx, op, err)
+}
+
+// The statements of Put.
+const (
+	headSQL        = `SELECT version, tokens FROM heads WHERE type = ? AND id = ?`
+	insertSQL      = `INSERT INTO versions (type, id, version, updated, deleted, key_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	newHeadSQL     = `INSERT INTO heads (type, id, version, seq, deleted, tokens) VALUES (?, ?, ?, ?, ?, ?)`
+	moveHeadSQL    = `UPDATE heads SET version = ?, seq = ?, deleted = ?, tokens = ? WHERE type = ? AND id = ?`
+	insertTokenSQL = `INSERT INTO tokens (type, token, id) VALUES (?, ?, ?)`
+	deleteTokenSQL = `DELETE FROM tokens WHERE type = ? AND token = ? AND id = ?`
+)
+
+// Put implements store.Tx.
+func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if v.Type == "" || v.ID == "" {
+		return errors.New("put: a version needs a type and an id")
+	}
+	if v.Deleted && len(tokens) > 0 {
+		return fmt.Errorf("put %s/%s: a deletion carries no tokens", v.Type, v.ID)
+	}
+	var (
+		current int64
+		list    []byte
+	)
+	err := t.tx.QueryRowContext(ctx, headSQL, v.Type, v.ID).Scan(&current, &list)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return t.fail(ctx, "put", err)
+	}
+	if v.Version != current+1 {
+		return fmt.Errorf("put %s/%s version %d: the current version is %d: %w", v.Type, v.ID, v.Version, current, store.ErrConflict)
+	}
+	old, err := decodeTokens(list)
+	if err != nil {
+		return fmt.Errorf("put %s/%s: token list of the current version: %w", v.Type, v.ID, err)
+	}
+	// From here on a failure leaves half a write in the transaction.
+	seq, err := t.put(ctx, v, current, old, uniqueTokens(tokens))
+	if err != nil {
+		err = t.fail(ctx, fmt.Sprintf("put %s/%s", v.Type, v.ID), err)
+		t.broken = err
+		return err
+	}
+	v.Seq = seq
+	return nil
+}
+
+func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, tokens []store.Token) (seq int64, err error) {
+	res, err := t.tx.ExecContext(ctx, insertSQL, v.Type, v.ID, v.Version, micros(v.Updated), v.Deleted, v.KeyID, v.Data)
+	if err != nil {
+		return 0, err
+	}
+	if seq, err = res.LastInsertId(); err != nil {
+		return 0, err
+	}
+	list := encodeTokens(tokens)
+	if current == 0 {
+		_, err = t.tx.ExecContext(ctx, newHeadSQL, v.Type, v.ID, v.Version, seq, v.Deleted, list)
+	} else {
+		_, err = t.tx.ExecContext(ctx, moveHeadSQL, v.Version, seq, v.Deleted, list, v.Type, v.ID)
+	}
+	if err != nil {
+		return 0, err
+	}
+	// Only the tokens that changed are written: an update usually keeps
+	// most of them, and each row is a write to a random page.
+	had := make(map[string]bool, len(old))
+	for _, tok := range old {
+		had[string(tok)] = true
+	}
+	for _, tok := range tokens {
+		if had[string(tok)] {
+			delete(had, string(tok))
+			continue
+		}
+		if _, err := t.tx.ExecContext(ctx, insertTokenSQL, v.Type, []byte(tok), v.ID); err != nil {
+			return 0, err
+		}
+	}
+	for _, tok := range old {
+		if had[string(tok)] {
+			if _, err := t.tx.ExecContext(ctx, deleteTokenSQL, v.Type, []byte(tok), v.ID); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return seq, nil
+}
+
+// encodeTokens encodes a resource's token list for heads.tokens: each
+// token as a uvarint length and its bytes. No tokens encode as NULL.
+func encodeTokens(ts []store.Token) []byte {
+	if len(ts) == 0 {
+		return nil
+	}
+	n := 0
+	for _, t := range ts {
+		n += binary.MaxVarintLen64 + len(t)
+	}
+	b := make([]byte, 0, n)
+	for _, t := range ts {
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+	}
+	return b
+}
+
+// decodeTokens decodes what encodeTokens encoded.
+func decodeTokens(b []byte) ([]store.Token, error) {
+	var ts []store.Token
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, errors.New("damaged token list")
+		}
+		ts = append(ts, store.Token(b[k:k+int(n)]))
+		b = b[k+int(n):]
+	}
+	return ts, nil
+}
