@@ -1,0 +1,359 @@
+// Package records carries out the FHIR RESTful interactions — read, vread,
+// create, update, delete, history, conditional interactions, batch and
+// transaction Bundles — over a sealed store.
+//
+// # Promises
+//
+//   - Every resource version is sealed before it reaches the store, under
+//     the data key of the patient whose compartment holds it, or under the
+//     store key when it belongs to no single patient. The sealing binds
+//     type, id and version, so a row moved or replayed under another name
+//     does not open.
+//
+//   - A write is validated before anything is stored; a transaction Bundle
+//     is stored entirely or not at all.
+//
+//   - Errors a client can cause are *Error values whose issues name
+//     elements, parameters and entries, never values.
+//
+//   - The store never holds a resource id. Rows are keyed by a keyed hash
+//     of (type, id) — the row id — and the id itself travels sealed inside
+//     the resource (or, for a deletion, inside a sealed tombstone). Clients
+//     may choose ids (update as create, imports keep theirs), and some
+//     choose medical record numbers.
+//
+// # Non-promises
+//
+// Records does not authenticate or authorize; the caller has done that.
+// It does not parse HTTP; internal/api does.
+package records
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ehrvault/ehrvault/internal/fhir"
+	"github.com/ehrvault/ehrvault/internal/keyring"
+	"github.com/ehrvault/ehrvault/internal/store"
+)
+
+// Indexer reads from a resource's content what records needs to seal and
+// find it. internal/search implements it from the specification's search
+// parameters and the patient CompartmentDefinition.
+type Indexer interface {
+	// Owner names the data key that seals res: "Patient/<id>" for a
+	// resource of one patient's compartment, else "store".
+	Owner(res *fhir.Value) string
+	// Tokens returns the blind-index entries of res.
+	Tokens(res *fhir.Value) []store.Token
+	// Condition compiles the query of a conditional interaction on typ
+	// ("identifier=system|value") into tokens that all must match. The
+	// error names an unsupported or malformed parameter.
+	Condition(typ string, q url.Values) ([]store.Token, error)
+}
+
+// Config holds what a Service is built from.
+type Config struct {
+	Store   store.Store
+	Keys    *keyring.Keyring
+	Indexer Indexer
+	// Now returns the current time; time.Now if nil.
+	Now func() time.Time
+	// NewID returns a fresh resource id; random 128-bit ids if nil.
+	NewID func() string
+	Log   *slog.Logger
+}
+
+// Service carries out FHIR interactions. It is safe for concurrent use.
+type Service struct {
+	store   store.Store
+	keys    *keyring.Keyring
+	index   Indexer
+	now     func() time.Time
+	newID   func() string
+	log     *slog.Logger
+	cursors *cursorCodec
+	idKey   []byte
+}
+
+// New returns a Service.
+func New(ctx context.Context, c Config) (*Service, error) {
+	if c.Store == nil || c.Keys == nil || c.Indexer == nil {
+		return nil, errors.New("records: Store, Keys and Indexer are required")
+	}
+	ck, err := c.Keys.Derived(ctx, keyring.PurposeCursor)
+	if err != nil {
+		return nil, err
+	}
+	ik, err := c.Keys.Derived(ctx, purposeRowID)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		store:   c.Store,
+		keys:    c.Keys,
+		index:   c.Indexer,
+		now:     c.Now,
+		newID:   c.NewID,
+		log:     c.Log,
+		cursors: newCursorCodec(ck),
+		idKey:   ik,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = RandomID
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// purposeRowID names the key, derived from the KEK, of row ids.
+const purposeRowID = "row-id"
+
+// rowID is the store's name for typ/id: HMAC-SHA256 under the row-id key
+// over an unambiguous encoding of (type, id), truncated to 128 bits and
+// hex-encoded. Equal resources get equal row ids; nothing else about the id
+// can be learned without the key.
+func (s *Service) rowID(typ, id string) string {
+	m := hmac.New(sha256.New, s.idKey)
+	m.Write([]byte(typ))
+	m.Write([]byte{0})
+	m.Write([]byte(id))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0])[:16])
+}
+
+// ownerKey maps an Indexer owner ("Patient/<id>" or "store") to the name
+// its data key is stored under, which must not hold the id either.
+func (s *Service) ownerKey(owner string) string {
+	if id, ok := strings.CutPrefix(owner, "Patient/"); ok {
+		return "Patient/" + s.rowID("Patient", id)
+	}
+	return owner
+}
+
+// RandomID returns a random 128-bit id in the UUID text form, which is a
+// valid FHIR id.
+func RandomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+// Resource is one version of a resource as a client sees it.
+type Resource struct {
+	Type    string
+	ID      string
+	Version int64
+	Updated time.Time
+	Deleted bool
+	// JSON is the resource with meta.versionId and meta.lastUpdated set;
+	// nil for a deletion.
+	JSON []byte
+}
+
+// ETag returns the weak ETag of the version: W/"3".
+func (r *Resource) ETag() string { return `W/"` + strconv.FormatInt(r.Version, 10) + `"` }
+
+// Location returns Type/id/_history/version.
+func (r *Resource) Location() string {
+	return r.Type + "/" + r.ID + "/_history/" + strconv.FormatInt(r.Version, 10)
+}
+
+// Body is a parsed resource that has passed validation. Only Parse makes
+// one, so every write method knows its input was validated.
+type Body struct {
+	v fhir.Value
+}
+
+// Type returns the body's resourceType.
+func (b *Body) Type() string { return b.v.Str("resourceType") }
+
+// Value returns the parsed resource. Changing it does not revalidate it.
+func (b *Body) Value() *fhir.Value { return &b.v }
+
+// Parse parses and validates a resource. Malformed JSON and invalid
+// resources give an Invalid *Error whose issues name each bad element.
+func Parse(data []byte) (*Body, error) {
+	v, issues, err := fhir.ParseResource(data)
+	if err != nil {
+		var se *fhir.SyntaxError
+		if errors.As(err, &se) {
+			return nil, newError(Invalid, "", "%s", se.Error())
+		}
+		return nil, newError(Invalid, "", "the body is not a FHIR JSON resource")
+	}
+	if hasErrors(issues) {
+		return nil, &Error{Code: Invalid, Issues: issues}
+	}
+	return &Body{v: v}, nil
+}
+
+func hasErrors(issues []fhir.Issue) bool {
+	for _, i := range issues {
+		if i.Severity == "error" || i.Severity == "fatal" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkType reports whether typ names a concrete resource type, as a
+// NotFound error for a URL that names something else.
+func checkType(typ string) error {
+	if !fhir.IsResourceType(typ) {
+		return newError(NotFound, "", "unknown resource type in the URL; /metadata lists the supported types")
+	}
+	return nil
+}
+
+var idType = sync.OnceValue(func() *fhir.TypeDef { return fhir.Type("id") })
+
+func checkID(id string) error {
+	if !idType().MatchString(id) {
+		return newError(Invalid, "", "the id in the URL is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)")
+	}
+	return nil
+}
+
+// Read returns the current version of typ/id. A deleted resource gives a
+// Gone error carrying its deletion version.
+func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
+	if err := checkType(typ); err != nil {
+		return nil, err
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	v, err := s.store.Read(ctx, typ, s.rowID(typ, id))
+	if err != nil {
+		return nil, s.storeError(err, typ, id)
+	}
+	if v.Deleted {
+		return nil, &Error{Code: Gone, Version: v.Version, Issues: []fhir.Issue{{
+			Severity: "error", Code: "deleted", Message: "the resource has been deleted",
+		}}}
+	}
+	return s.open(ctx, s.store.Keys(), v)
+}
+
+// VRead returns one version of typ/id.
+func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource, error) {
+	if err := checkType(typ); err != nil {
+		return nil, err
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	n, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || n < 1 {
+		return nil, newError(NotFound, "", "no such version: version ids are positive integers")
+	}
+	v, err := s.store.VRead(ctx, typ, s.rowID(typ, id), n)
+	if err != nil {
+		return nil, s.storeError(err, typ, id)
+	}
+	if v.Deleted {
+		return nil, &Error{Code: Gone, Version: v.Version, Issues: []fhir.Issue{{
+			Severity: "error", Code: "deleted", Message: "this version records a deletion",
+		}}}
+	}
+	return s.open(ctx, s.store.Keys(), v)
+}
+
+// open unseals a stored version: the resource, or for a deletion its
+// tombstone, which only names it.
+func (s *Service) open(ctx context.Context, ks store.KeyStore, v *store.Version) (*Resource, error) {
+	r := &Resource{Type: v.Type, Version: v.Version, Updated: v.Updated, Deleted: v.Deleted}
+	k, err := s.keys.KeyByID(ctx, ks, v.KeyID)
+	if err != nil {
+		s.log.Error("cannot load data key", "type", v.Type, "row", v.ID, "version", v.Version, "key_id", v.KeyID, "err", err)
+		return nil, &Error{Code: Internal, cause: err}
+	}
+	pt, err := k.Open(v.Data, keyring.ResourceAD(v.Type, v.ID, v.Version))
+	if err != nil {
+		// A row that does not open under its own name was damaged or
+		// moved: an integrity failure, never served.
+		s.log.Error("sealed version does not open: damaged or tampered row", "type", v.Type, "row", v.ID, "version", v.Version, "key_id", v.KeyID)
+		return nil, &Error{Code: Internal, cause: err}
+	}
+	r.ID = idOf(pt, v.Type)
+	if r.ID == "" || s.rowID(v.Type, r.ID) != v.ID {
+		s.log.Error("sealed version names another resource", "type", v.Type, "row", v.ID, "version", v.Version)
+		return nil, &Error{Code: Internal, cause: errors.New("sealed content does not match its row")}
+	}
+	if !v.Deleted {
+		r.JSON = pt
+	}
+	return r, nil
+}
+
+// idOf reads the id of a sealed resource or tombstone. Both are written by
+// this package in normalized form, which starts
+// {"resourceType":"<type>","id":"<id>" — and ids hold no characters JSON
+// escapes.
+func idOf(data []byte, typ string) string {
+	prefix := `{"resourceType":"` + typ + `","id":"`
+	if len(data) < len(prefix) || string(data[:len(prefix)]) != prefix {
+		return ""
+	}
+	rest := data[len(prefix):]
+	for i, c := range rest {
+		if c == '"' {
+			return string(rest[:i])
+		}
+	}
+	return ""
+}
+
+// tombstone is the sealed content of a deletion version: it names the
+// resource, so that history can show what was deleted.
+func tombstone(typ, id string) []byte {
+	return []byte(`{"resourceType":"` + typ + `","id":"` + id + `"}`)
+}
+
+// storeError turns a store error into a records error.
+func (s *Service) storeError(err error, typ, id string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return newError(NotFound, "", "no such resource")
+	case errors.Is(err, store.ErrConflict):
+		return newError(Conflict, "", "another write to this resource happened first; read it again and retry")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: Unavailable, cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "transient", Message: "the request was cancelled or timed out"}}}
+	case errors.Is(err, store.ErrClosed):
+		return &Error{Code: Unavailable, cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "transient", Message: "the server is shutting down"}}}
+	}
+	var re *Error
+	if errors.As(err, &re) {
+		return err
+	}
+	s.log.Error("store failure", "type", typ, "id", id, "err", err)
+	return &Error{Code: Internal, cause: err}
+}
