@@ -1,0 +1,191 @@
+package search
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/ehrvault/ehrvault/internal/fhir"
+	"github.com/ehrvault/ehrvault/internal/fhirpath"
+)
+
+// paramDef is one SearchParameter of the specification, as generated into
+// params_gen.go.
+type paramDef struct {
+	id        string   // SearchParameter.id ("clinical-patient")
+	code      string   // the name used in queries ("patient")
+	url       string   // canonical URL
+	typ       string   // token, reference, uri, string, date, …
+	base      []string // resource types it applies to ("Resource": all)
+	expr      string   // FHIRPath expression; empty for a few special ones
+	target    []string // resource types a reference parameter may point to
+	component []componentDef
+}
+
+// componentDef is one component of a composite SearchParameter.
+type componentDef struct {
+	definition string // canonical URL of the component's SearchParameter
+	expr       string // FHIRPath, relative to the composite's expression
+}
+
+// compartmentDef names the parameters that put a resource type in the
+// patient compartment.
+type compartmentDef struct {
+	typ    string
+	params []string
+}
+
+// paramKind is the kind of a search parameter this package indexes.
+type paramKind uint8
+
+const (
+	kindToken paramKind = iota + 1
+	kindReference
+	kindURI
+)
+
+var kinds = map[string]paramKind{"token": kindToken, "reference": kindReference, "uri": kindURI}
+
+// param is a supported search parameter compiled for one resource type.
+type param struct {
+	code   string
+	kind   paramKind
+	def    *paramDef
+	expr   *fhirpath.Expr // specialized to the type
+	prefix []byte         // lp(type) ‖ lp(code): the start of every token message
+}
+
+// typeTable is what the indexer knows of one resource type.
+type typeTable struct {
+	params []*param          // supported parameters, in definition order
+	byCode map[string]*param // the same, by code
+	// owner holds the compiled compartment parameters in the order Owner
+	// tries them; nil for types outside the patient compartment.
+	owner []*fhirpath.Expr
+}
+
+// ownerPreference lists the compartment parameters Owner tries first, in
+// this order; the others follow in definition order.
+var ownerPreference = []string{"patient", "subject", "beneficiary", "individual"}
+
+var (
+	tablesOnce sync.Once
+	tables     map[string]*typeTable
+)
+
+// typeTables returns the compiled tables of every R4 resource type. They
+// are built once per process and never change. The expressions come from
+// the specification and the tests compile all of them, so a failure here
+// is a broken invariant.
+func typeTables() map[string]*typeTable {
+	tablesOnce.Do(func() {
+		t, err := compileTables()
+		if err != nil {
+			panic("search: " + err.Error())
+		}
+		tables = t
+	})
+	return tables
+}
+
+func compileTables() (map[string]*typeTable, error) {
+	types := fhir.ResourceTypes()
+	out := make(map[string]*typeTable, len(types))
+	for _, typ := range types {
+		out[typ] = &typeTable{byCode: map[string]*param{}}
+	}
+	parsed := make(map[string]*fhirpath.Expr)
+	compile := func(p *paramDef, typ string) (*fhirpath.Expr, error) {
+		e, ok := parsed[p.expr]
+		if !ok {
+			var err error
+			if e, err = fhirpath.Parse(p.expr); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.id, err)
+			}
+			parsed[p.expr] = e
+		}
+		e, err := e.For(typ)
+		if err != nil {
+			return nil, fmt.Errorf("%s for %s: %w", p.id, typ, err)
+		}
+		return e, nil
+	}
+	for i := range specParams {
+		p := &specParams[i]
+		kind := kinds[p.typ]
+		if kind == 0 || p.expr == "" {
+			continue
+		}
+		for _, typ := range appliesTo(p, types) {
+			e, err := compile(p, typ)
+			if err != nil {
+				return nil, err
+			}
+			if e.Empty() {
+				continue // no path of the expression starts at typ
+			}
+			tt := out[typ]
+			if tt.byCode[p.code] != nil {
+				return nil, fmt.Errorf("%s: a second parameter %s for %s", p.id, p.code, typ)
+			}
+			pp := &param{code: p.code, kind: kind, def: p, expr: e}
+			pp.prefix = appendLP(appendLP(nil, typ), p.code)
+			tt.params = append(tt.params, pp)
+			tt.byCode[p.code] = pp
+		}
+	}
+	for _, c := range patientCompartment {
+		tt := out[c.typ]
+		if tt == nil {
+			return nil, fmt.Errorf("compartment: %s is not a resource type", c.typ)
+		}
+		for _, code := range ownerOrder(c.params) {
+			p := tt.byCode[code]
+			if p == nil || p.kind != kindReference {
+				return nil, fmt.Errorf("compartment: %s has no reference parameter %s", c.typ, code)
+			}
+			tt.owner = append(tt.owner, p.expr)
+		}
+	}
+	return out, nil
+}
+
+// ownerOrder returns params in the order Owner tries them.
+func ownerOrder(params []string) []string {
+	var out []string
+	for _, pref := range ownerPreference {
+		if slices.Contains(params, pref) {
+			out = append(out, pref)
+		}
+	}
+	for _, p := range params {
+		if !slices.Contains(ownerPreference, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// appliesTo returns the resource types p is a parameter of: its bases,
+// with Resource standing for every type and DomainResource for every type
+// but Binary, Bundle and Parameters.
+func appliesTo(p *paramDef, types []string) []string {
+	var out []string
+	for _, b := range p.base {
+		switch b {
+		case "Resource":
+			return types
+		case "DomainResource":
+			for _, t := range types {
+				if t != "Binary" && t != "Bundle" && t != "Parameters" {
+					out = append(out, t)
+				}
+			}
+		default:
+			if fhir.IsResourceType(b) {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
