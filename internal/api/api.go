@@ -1,0 +1,461 @@
+// Package api serves the FHIR R4 RESTful API over HTTP: routes, content
+// negotiation, authentication of each request, and the rendering of
+// resources, Bundles and OperationOutcomes.
+//
+// # Promises
+//
+//   - No health data leaves without an authenticated principal. Only the
+//     CapabilityStatement (/fhir/metadata) and a liveness probe (/healthz)
+//     answer without one; neither holds health data.
+//   - Every error reaches the client as an OperationOutcome with a status
+//     from one table (errors.go); an internal error's text never does.
+//   - The access log holds request ids, routes, ids, statuses and
+//     durations; never a query string, a body or a token.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/fhir"
+	"github.com/ehrvault/ehrvault/internal/records"
+)
+
+// Authenticator tells who sent a request. It returns
+// auth.ErrUnauthenticated for a request that carries no valid credential.
+type Authenticator interface {
+	Authenticate(ctx context.Context, bearer string) (*auth.Principal, error)
+}
+
+// Config holds what the API is built from.
+type Config struct {
+	Records *records.Service
+	Auth    Authenticator
+	Log     *slog.Logger
+	// MaxBody is the largest request body accepted, in bytes
+	// (DefaultMaxBody if 0).
+	MaxBody int64
+	// BaseURL is the public base of the FHIR API ("https://ehr.example/fhir").
+	// If empty it is taken from each request's Host.
+	BaseURL string
+	// Version is the software version stated in the CapabilityStatement.
+	Version string
+	Now     func() time.Time
+	// SearchParams lists the search parameters of a type, for the
+	// CapabilityStatement.
+	SearchParams func(typ string) []SearchParam
+}
+
+// DefaultMaxBody is the default request body limit: large enough for a
+// patient's whole Synthea history in one transaction.
+const DefaultMaxBody = 32 << 20
+
+// Base is the path under which the FHIR API is served.
+const Base = "/fhir"
+
+// Handler serves the API.
+type Handler struct {
+	rec     *records.Service
+	auth    Authenticator
+	log     *slog.Logger
+	maxBody int64
+	base    string
+	version string
+	now     func() time.Time
+	meta    []byte // the CapabilityStatement, built once
+}
+
+// New returns the API handler.
+func New(c Config) *Handler {
+	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.meta = capabilityStatement(h.version, h.now(), c.SearchParams)
+	return h
+}
+
+// request is one request in flight.
+type request struct {
+	w         http.ResponseWriter
+	r         *http.Request
+	id        string
+	route     string
+	principal *auth.Principal
+	status    int
+	pretty    bool
+	base      string
+}
+
+type ctxKey struct{}
+
+// ServeHTTP handles one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	q := &request{w: w, r: r, id: newRequestID(), status: http.StatusOK}
+	hdr := w.Header()
+	hdr.Set("X-Request-Id", q.id)
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	hdr.Set("Referrer-Policy", "no-referrer")
+	hdr.Set("Cache-Control", "no-store")
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			// The panic value may hold data; log only its type and the stack.
+			h.log.Error("panic serving request", "request_id", q.id, "route", q.route, "panic_type", typeName(p), "stack", string(debug.Stack()))
+			h.fail(q, errors.New("panic"))
+		}
+		attrs := []any{"request_id", q.id, "method", r.Method, "route", q.route, "status", q.status, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+		if q.principal != nil {
+			attrs = append(attrs, "principal", q.principal.ID)
+		}
+		h.log.Info("request", attrs...)
+	}()
+	h.route(q)
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case error:
+		return "error"
+	case string:
+		return "string"
+	}
+	return "other"
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// route dispatches a request by path and method.
+func (h *Handler) route(q *request) {
+	r := q.r
+	path := r.URL.Path
+	switch {
+	case path == "/healthz":
+		q.route = "healthz"
+		q.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(q.w, "ok\n")
+		return
+	case path == "/" || path == "":
+		q.route = "root"
+		q.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(q.w, "ehrvault: the FHIR R4 API is at "+Base+"/ (its CapabilityStatement at "+Base+"/metadata); every request but /metadata needs Authorization: Bearer <token>.\n")
+		return
+	case path != Base && !strings.HasPrefix(path, Base+"/"):
+		q.route = "unknown"
+		h.fail(q, errorf(http.StatusNotFound, "not-found", "no such endpoint; the FHIR API is at %s/", Base))
+		return
+	}
+	rest := strings.Trim(strings.TrimPrefix(path, Base), "/")
+	var parts []string
+	if rest != "" {
+		parts = strings.Split(rest, "/")
+	}
+	form, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		q.route = "bad-query"
+		h.fail(q, errorf(http.StatusBadRequest, "invalid", "the query string is not valid URL encoding"))
+		return
+	}
+	q.pretty = form.Get("_pretty") == "true"
+	q.base = h.baseURL(r)
+	if err := checkFormat(r, form); err != nil {
+		q.route = "format"
+		h.fail(q, err)
+		return
+	}
+	if len(parts) == 1 && parts[0] == "metadata" {
+		q.route = "metadata"
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.fail(q, methodNotAllowed("GET"))
+			return
+		}
+		h.writeJSON(q, http.StatusOK, h.meta)
+		return
+	}
+	// Everything else may hold health data: authenticate first.
+	if !h.authenticate(q) {
+		return
+	}
+	m := r.Method
+	if m == http.MethodHead {
+		m = http.MethodGet
+	}
+	switch len(parts) {
+	case 0:
+		q.route = "system"
+		switch m {
+		case http.MethodPost:
+			h.bundle(q)
+		default:
+			h.fail(q, methodNotAllowed("POST"))
+		}
+		return
+	case 1:
+		if parts[0] == "_history" {
+			q.route = "system-history"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.history(q, "", "", form)
+			return
+		}
+		if strings.HasPrefix(parts[0], "$") {
+			q.route = "operation"
+			h.fail(q, errorf(http.StatusNotImplemented, "not-supported", "operations are not implemented; /metadata lists what is"))
+			return
+		}
+		typ := parts[0]
+		q.route = "type"
+		switch m {
+		case http.MethodGet:
+			h.search(q, typ, form)
+		case http.MethodPost:
+			h.create(q, typ)
+		case http.MethodPut:
+			h.conditionalUpdate(q, typ, r.URL.RawQuery)
+		case http.MethodDelete:
+			h.conditionalDelete(q, typ, r.URL.RawQuery)
+		default:
+			h.fail(q, methodNotAllowed("GET, POST, PUT, DELETE"))
+		}
+		return
+	case 2:
+		typ, id := parts[0], parts[1]
+		switch {
+		case id == "_history":
+			q.route = "type-history"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.history(q, typ, "", form)
+		case id == "_search":
+			q.route = "type-search"
+			if m != http.MethodPost {
+				h.fail(q, methodNotAllowed("POST"))
+				return
+			}
+			h.postSearch(q, typ, form)
+		case strings.HasPrefix(id, "$"):
+			q.route = "operation"
+			h.fail(q, errorf(http.StatusNotImplemented, "not-supported", "operations are not implemented; /metadata lists what is"))
+		default:
+			q.route = "instance"
+			switch m {
+			case http.MethodGet:
+				h.read(q, typ, id)
+			case http.MethodPut:
+				h.update(q, typ, id)
+			case http.MethodDelete:
+				h.delete(q, typ, id)
+			case http.MethodPatch:
+				h.fail(q, errorf(http.StatusMethodNotAllowed, "not-supported", "PATCH is not implemented; send the whole resource with PUT"))
+			default:
+				h.fail(q, methodNotAllowed("GET, PUT, DELETE"))
+			}
+		}
+		return
+	case 3:
+		if parts[2] == "_history" {
+			q.route = "instance-history"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.history(q, parts[0], parts[1], form)
+			return
+		}
+	case 4:
+		if parts[2] == "_history" {
+			q.route = "vread"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.vread(q, parts[0], parts[1], parts[3])
+			return
+		}
+	}
+	q.route = "unknown"
+	h.fail(q, errorf(http.StatusNotFound, "not-found", "no such FHIR endpoint; /metadata lists what is implemented"))
+}
+
+func methodNotAllowed(allow string) *httpError {
+	e := errorf(http.StatusMethodNotAllowed, "not-supported", "method not allowed here; use %s", allow)
+	e.header = map[string]string{"Allow": allow}
+	return e
+}
+
+// authenticate checks the bearer token and answers 401 itself when it fails.
+func (h *Handler) authenticate(q *request) bool {
+	hdr := q.r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(hdr, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		e := errorf(http.StatusUnauthorized, "login", "authentication required: send Authorization: Bearer <token> (make one with `ehrvault token create`)")
+		e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault"`}
+		h.fail(q, e)
+		return false
+	}
+	p, err := h.auth.Authenticate(q.r.Context(), strings.TrimSpace(token))
+	if err != nil {
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			h.log.Error("authentication failed to run", "request_id", q.id, "err", err)
+			h.fail(q, &httpError{status: http.StatusServiceUnavailable, code: "transient", msg: "authentication is unavailable; try again"})
+			return false
+		}
+		e := errorf(http.StatusUnauthorized, "login", "the bearer token is invalid, expired or revoked")
+		e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault", error="invalid_token"`}
+		h.fail(q, e)
+		return false
+	}
+	q.principal = p
+	return true
+}
+
+// baseURL is the public base URL of the API for links and fullUrls.
+func (h *Handler) baseURL(r *http.Request) string {
+	if h.base != "" {
+		return h.base
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + Base
+}
+
+// checkFormat refuses what the API cannot speak: only FHIR JSON.
+func checkFormat(r *http.Request, form url.Values) error {
+	if f := form.Get("_format"); f != "" {
+		switch f {
+		case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		default:
+			return errorf(http.StatusNotAcceptable, "not-supported", "_format must be json: ehrvault speaks FHIR JSON only")
+		}
+		return nil
+	}
+	if a := r.Header.Get("Accept"); a != "" && !acceptsJSON(a) {
+		return errorf(http.StatusNotAcceptable, "not-supported", "ehrvault answers in application/fhir+json only; accept it")
+	}
+	return nil
+}
+
+func acceptsJSON(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if mt == "*/*" || mt == "application/*" || strings.Contains(mt, "json") {
+			return true
+		}
+	}
+	return false
+}
+
+// readBody reads a FHIR JSON request body within the size limit.
+func (h *Handler) readBody(q *request) ([]byte, error) {
+	ct := q.r.Header.Get("Content-Type")
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	if mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir" {
+		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "send the body as Content-Type: application/fhir+json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(q.w, q.r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too-long", "the body is larger than the limit of %d bytes", h.maxBody)
+		}
+		return nil, errorf(http.StatusBadRequest, "invalid", "the body could not be read")
+	}
+	return body, nil
+}
+
+// parseBody reads and validates a resource body.
+func (h *Handler) parseBody(q *request) (*records.Body, error) {
+	data, err := h.readBody(q)
+	if err != nil {
+		return nil, err
+	}
+	return records.Parse(data)
+}
+
+// fail answers with the OperationOutcome for err.
+func (h *Handler) fail(q *request, err error) {
+	status, issues, he := problem(err)
+	if status == http.StatusInternalServerError {
+		h.log.Error("internal error", "request_id", q.id, "route", q.route, "err", err)
+	}
+	if he != nil {
+		for k, v := range he.header {
+			q.w.Header().Set(k, v)
+		}
+	}
+	oo := outcome(issues)
+	h.writeValue(q, status, &oo)
+}
+
+// writeValue answers with a JSON value.
+func (h *Handler) writeValue(q *request, status int, v *fhir.Value) {
+	var b []byte
+	if q.pretty {
+		b = fhir.AppendIndent(make([]byte, 0, 1024), v)
+	} else {
+		b = fhir.AppendJSON(make([]byte, 0, 1024), v)
+	}
+	h.send(q, status, b)
+}
+
+// writeJSON answers with JSON bytes, indenting them if _pretty asks.
+func (h *Handler) writeJSON(q *request, status int, b []byte) {
+	if q.pretty {
+		if v, err := fhir.Parse(b, 0); err == nil {
+			b = fhir.AppendIndent(make([]byte, 0, len(b)*2), &v)
+		}
+	}
+	h.send(q, status, b)
+}
+
+func (h *Handler) send(q *request, status int, b []byte) {
+	q.status = status
+	hdr := q.w.Header()
+	hdr.Set("Content-Type", "application/fhir+json; charset=utf-8")
+	if q.pretty {
+		b = append(b, '\n')
+	}
+	q.w.WriteHeader(status)
+	if q.r.Method != http.MethodHead {
+		q.w.Write(b)
+	}
+}
+
+// noContent answers 204.
+func (h *Handler) noContent(q *request) {
+	q.status = http.StatusNoContent
+	q.w.WriteHeader(http.StatusNoContent)
+}
