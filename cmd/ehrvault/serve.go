@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ehrvault/ehrvault/internal/api"
+)
+
+// serveFlags are the flags of serve (and demo).
+type serveFlags struct {
+	listen    string
+	baseURL   string
+	maxBody   int64
+	logFormat string
+}
+
+func (s *serveFlags) register(fsListen func(p *string, name, value, usage string), fsInt func(p *int64, name string, value int64, usage string)) {
+	fsListen(&s.listen, "listen", "127.0.0.1:8080", "the `address` to listen on")
+	fsListen(&s.baseURL, "base-url", "", "the public base `URL` of the FHIR API, for links (default: from each request's Host, plus /fhir)")
+	fsInt(&s.maxBody, "max-body", api.DefaultMaxBody, "the largest request body accepted, in `bytes`")
+	fsListen(&s.logFormat, "log-format", "text", "log `format`: text or json (logs hold ids, never health data)")
+}
+
+func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usagef("--log-format must be text or json")
+}
+
+func runServe(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("serve", "--data DIR [--listen ADDR] [flags]", `
+Serve the FHIR R4 API of a data directory at http://ADDR/fhir until
+interrupted (Ctrl-C or SIGTERM), then finish the requests in flight and
+close the store cleanly.
+
+Every request but GET /fhir/metadata needs Authorization: Bearer <token>;
+make tokens with "ehrvault token create". Plain HTTP is meant for loopback
+or behind a TLS-terminating proxy.`)
+	var pf passphraseFlags
+	pf.register(fs)
+	var sf serveFlags
+	sf.register(fs.StringVar, fs.Int64Var)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := pf.check(); err != nil {
+		return err
+	}
+	log, err := newLogger(c.stderr, sf.logFormat)
+	if err != nil {
+		return err
+	}
+	v, err := c.unseal(ctx, &pf, log)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	ln, err := net.Listen("tcp", sf.listen)
+	if err != nil {
+		return withHint(err, "choose another address with --listen, e.g. --listen 127.0.0.1:0 for any free port")
+	}
+	return c.serve(ctx, v, ln, &sf, log, nil)
+}
+
+// serve runs the API on ln until ctx ends. ready, if set, runs once the
+// server accepts requests.
+func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFlags, log *slog.Logger, ready func(url string)) error {
+	h := api.New(api.Config{
+		Records:      v.records,
+		Auth:         v.tokens,
+		Log:          log,
+		MaxBody:      sf.maxBody,
+		BaseURL:      sf.baseURL,
+		Version:      version,
+		SearchParams: v.searchParams,
+	})
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	if !addr.IP.IsLoopback() {
+		log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front", "addr", addr.String())
+	}
+	url := "http://" + addr.String() + api.Base
+	log.Info("serving FHIR R4", "url", url, "data", v.dir)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(url)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// searchParams lists the search parameters of a type for /metadata.
+func (v *vault) searchParams(typ string) []api.SearchParam {
+	var out []api.SearchParam
+	for _, p := range v.index.Params(typ) {
+		out = append(out, api.SearchParam{Name: p.Name, Type: p.Type, Definition: p.URL})
+	}
+	return out
+}

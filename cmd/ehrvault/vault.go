@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/keyring"
+	"github.com/ehrvault/ehrvault/internal/records"
+	"github.com/ehrvault/ehrvault/internal/search"
+	"github.com/ehrvault/ehrvault/internal/store/sqlite"
+)
+
+// The files of a data directory.
+const (
+	keyFileName = "ehrvault.key" // the KEK, sealed by the passphrase
+	dbFileName  = "ehrvault.db"  // sealed resource versions (+ -wal, -shm)
+)
+
+// keyCacheSize bounds how many unwrapped data keys stay in memory.
+const keyCacheSize = 10000
+
+// insecureKDFEnv, when set to 1, makes init seal the key with very cheap
+// argon2id parameters. It exists so that the CLI tests run fast; never set
+// it for real data.
+const insecureKDFEnv = "EHRVAULT_INSECURE_TEST_KDF"
+
+// vault is an unsealed data directory with the parts built on it.
+type vault struct {
+	dir     string
+	kp      *keyring.FileProvider
+	db      *sqlite.DB
+	keys    *keyring.Keyring
+	index   *search.Indexer
+	records *records.Service
+	tokens  *auth.Tokens
+}
+
+// initVault creates a data directory: its sealed key and its database.
+func (c *cli) initVault(ctx context.Context, dir string, pass []byte) error {
+	if fi, err := os.Stat(filepath.Join(dir, keyFileName)); err == nil && !fi.IsDir() {
+		return withHint(fmt.Errorf("%s already holds a store", dir), "init never overwrites a store; choose another --data directory")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil {
+		return fmt.Errorf("read data directory: %w", err)
+	} else if len(entries) > 0 {
+		return withHint(fmt.Errorf("%s is not empty", dir), "init needs a new or empty directory, so that it never mixes with other files")
+	}
+	params := keyring.DefaultKDFParams
+	if c.getenv(insecureKDFEnv) == "1" {
+		fmt.Fprintf(c.stderr, "ehrvault: warning: %s=1: sealing the key with test-only argon2id parameters; never use this for real data\n", insecureKDFEnv)
+		params = keyring.TestKDFParams
+	}
+	if err := keyring.CreateKeyFile(filepath.Join(dir, keyFileName), pass, params); err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, dbFileName), sqlite.Options{Create: true})
+	if err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	return db.Close()
+}
+
+// openVault unseals a data directory and builds the parts on it.
+func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger) (*vault, error) {
+	keyPath := filepath.Join(dir, keyFileName)
+	if _, err := os.Stat(keyPath); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, withHint(fmt.Errorf("%s is not an ehrvault data directory (no %s)", dir, keyFileName), "create one with: ehrvault init --data "+dir)
+		}
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	kp, err := keyring.OpenKeyFile(keyPath, pass)
+	if err != nil {
+		if errors.Is(err, keyring.ErrWrongPassphrase) {
+			return nil, withHint(fmt.Errorf("cannot unseal %s: wrong passphrase or damaged key file", keyPath), "check "+PassphraseEnv+" or --passphrase-file; a lost passphrase cannot be recovered")
+		}
+		return nil, fmt.Errorf("open key file: %w", err)
+	}
+	v := &vault{dir: dir, kp: kp}
+	v.db, err = sqlite.Open(ctx, filepath.Join(dir, dbFileName), sqlite.Options{})
+	if err != nil {
+		v.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	v.keys = keyring.New(kp, keyCacheSize)
+	ik, err := v.keys.Derived(ctx, keyring.PurposeIndex)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	v.index = search.NewIndexer(ik)
+	v.records, err = records.New(ctx, records.Config{Store: v.db, Keys: v.keys, Indexer: v.index, Log: log})
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	tk, err := v.keys.Derived(ctx, keyring.PurposeToken)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	v.tokens = auth.NewTokens(v.db, tk, nil)
+	return v, nil
+}
+
+// Close checkpoints and closes the database and forgets the key.
+func (v *vault) Close() error {
+	var err error
+	if v.db != nil {
+		v.db.Checkpoint(context.Background())
+		err = v.db.Close()
+		v.db = nil
+	}
+	if v.kp != nil {
+		v.kp.Close()
+		v.kp = nil
+	}
+	return err
+}
+
+// unseal reads the passphrase and opens the data directory of pf.
+func (c *cli) unseal(ctx context.Context, pf *passphraseFlags, log *slog.Logger) (*vault, error) {
+	pass, err := c.passphrase(pf, false)
+	if err != nil {
+		return nil, err
+	}
+	return openVault(ctx, pf.data, pass, log)
+}
