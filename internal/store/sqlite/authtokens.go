@@ -38,7 +38,10 @@ func (db *DB) AuthTokenByHash(ctx context.Context, hash []byte) (*store.AuthToke
 	if db.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	t, err := scanAuthToken(db.r.QueryRowContext(ctx, authTokenSQL, hash))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := scanAuthToken(db.r.QueryRowContext(short(ctx), authTokenSQL, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

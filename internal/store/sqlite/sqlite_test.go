@@ -44,6 +44,44 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{}) })
 }
 
+// TestStoreReadCache runs the suite with a read cache so small that it
+// evicts all the time: every read must still see the latest commit.
+func TestStoreReadCache(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{ReadCache: 3}) })
+}
+
+func TestReadCacheSeesCommits(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t, Options{ReadCache: 100})
+	defer db.Close()
+	put := func(n int64) {
+		t.Helper()
+		err := db.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Version{Type: "Patient", ID: "p", Version: n, Updated: time.Now().UTC().Truncate(time.Microsecond), KeyID: 1, Data: []byte{byte(n)}}, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := int64(1); n <= 50; n++ {
+		put(n)
+		for range 2 { // the second read hits the cache
+			v, err := db.Read(ctx, "Patient", "p")
+			if err != nil || v.Version != n || v.Data[0] != byte(n) {
+				t.Fatalf("after writing version %d, Read = %+v, %v", n, v, err)
+			}
+		}
+	}
+	// A rolled-back write leaves the cached version alone.
+	db.Update(ctx, func(tx store.Tx) error {
+		tx.Put(ctx, &store.Version{Type: "Patient", ID: "p", Version: 51, Updated: time.Now().UTC().Truncate(time.Microsecond), KeyID: 1, Data: []byte{51}}, nil)
+		return errors.New("roll back")
+	})
+	if v, err := db.Read(ctx, "Patient", "p"); err != nil || v.Version != 50 {
+		t.Fatalf("after a rollback, Read = %+v, %v", v, err)
+	}
+}
+
 func TestStoreSynchronousNormal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the suite ran with the default setting in TestStore")

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ehrvault/ehrvault/internal/store"
 )
@@ -44,6 +45,9 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	committed = true
 	t.done = true
+	if db.cache != nil {
+		db.cache.invalidate(t.written)
+	}
 	for _, f := range t.after {
 		f()
 	}
@@ -69,6 +73,9 @@ type tx struct {
 	// transaction holds half a write and must not commit.
 	broken error
 	done   bool
+	// written lists what Put wrote, for the read cache to forget after
+	// the commit; nil without a cache.
+	written []headKey
 }
 
 func (t *tx) check() error {
@@ -89,7 +96,10 @@ func (t *tx) Read(ctx context.Context, typ, id string) (*store.Version, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	v, err := readVersion(ctx, t.tx, typ, id)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := readVersion(short(ctx), t.tx, typ, id)
 	return v, t.fail(ctx, "read", err)
 }
 
@@ -98,7 +108,10 @@ func (t *tx) VRead(ctx context.Context, typ, id string, version int64) (*store.V
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	v, err := vreadVersion(ctx, t.tx, typ, id, version)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := vreadVersion(short(ctx), t.tx, typ, id, version)
 	return v, t.fail(ctx, "vread", err)
 }
 
@@ -130,7 +143,6 @@ const (
 	insertSQL      = `INSERT INTO versions (type, id, version, updated, deleted, key_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	newHeadSQL     = `INSERT INTO heads (type, id, version, seq, deleted, tokens) VALUES (?, ?, ?, ?, ?, ?)`
 	moveHeadSQL    = `UPDATE heads SET version = ?, seq = ?, deleted = ?, tokens = ? WHERE type = ? AND id = ?`
-	insertTokenSQL = `INSERT INTO tokens (type, token, id) VALUES (?, ?, ?)`
 	deleteTokenSQL = `DELETE FROM tokens WHERE type = ? AND token = ? AND id = ?`
 )
 
@@ -149,7 +161,10 @@ func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) er
 		current int64
 		list    []byte
 	)
-	err := t.tx.QueryRowContext(ctx, headSQL, v.Type, v.ID).Scan(&current, &list)
+	if err := ctx.Err(); err != nil {
+		return t.fail(ctx, "put", err)
+	}
+	err := t.tx.QueryRowContext(short(ctx), headSQL, v.Type, v.ID).Scan(&current, &list)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return t.fail(ctx, "put", err)
 	}
@@ -161,7 +176,10 @@ func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) er
 		return fmt.Errorf("put %s/%s: token list of the current version: %w", v.Type, v.ID, err)
 	}
 	// From here on a failure leaves half a write in the transaction.
-	seq, err := t.put(ctx, v, current, old, uniqueTokens(tokens))
+	if t.db.cache != nil {
+		t.written = append(t.written, headKey{v.Type, v.ID})
+	}
+	seq, err := t.put(short(ctx), v, current, old, uniqueTokens(tokens))
 	if err != nil {
 		err = t.fail(ctx, fmt.Sprintf("put %s/%s", v.Type, v.ID), err)
 		t.broken = err
@@ -194,14 +212,32 @@ func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, toke
 	for _, tok := range old {
 		had[string(tok)] = true
 	}
+	// New rows go in with multi-row INSERTs: one statement per resource
+	// rather than one per token saves a round through database/sql and
+	// cgo for each token, most of the cost of a Put.
+	args := make([]any, 0, 3*min(len(tokens), tokensPerInsert))
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := t.tx.ExecContext(ctx, insertTokensSQL(len(args)/3), args...)
+		args = args[:0]
+		return err
+	}
 	for _, tok := range tokens {
 		if had[string(tok)] {
 			delete(had, string(tok))
 			continue
 		}
-		if _, err := t.tx.ExecContext(ctx, insertTokenSQL, v.Type, []byte(tok), v.ID); err != nil {
-			return 0, err
+		args = append(args, v.Type, []byte(tok), v.ID)
+		if len(args) == 3*tokensPerInsert {
+			if err := flush(); err != nil {
+				return 0, err
+			}
 		}
+	}
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	for _, tok := range old {
 		if had[string(tok)] {
@@ -212,6 +248,19 @@ func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, toke
 	}
 	return seq, nil
 }
+
+// tokensPerInsert is the most token rows one INSERT writes.
+const tokensPerInsert = 64
+
+// insertTokensSQLs[n] inserts n token rows.
+var insertTokensSQLs = func() (s [tokensPerInsert + 1]string) {
+	for n := 1; n <= tokensPerInsert; n++ {
+		s[n] = "INSERT INTO tokens (type, token, id) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1)
+	}
+	return s
+}()
+
+func insertTokensSQL(n int) string { return insertTokensSQLs[n] }
 
 // encodeTokens encodes a resource's token list for heads.tokens: each
 // token as a uvarint length and its bytes. No tokens encode as NULL.

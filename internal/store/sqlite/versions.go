@@ -28,7 +28,20 @@ func (db *DB) Read(ctx context.Context, typ, id string) (*store.Version, error) 
 	if db.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	v, err := readVersion(ctx, db.r, typ, id)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var epoch uint64
+	if db.cache != nil {
+		var v *store.Version
+		if v, epoch = db.cache.get(typ, id); v != nil {
+			return v, nil
+		}
+	}
+	v, err := readVersion(short(ctx), db.r, typ, id)
+	if err == nil && db.cache != nil {
+		db.cache.add(v, epoch)
+	}
 	return v, db.fail("read", err)
 }
 
@@ -37,7 +50,10 @@ func (db *DB) VRead(ctx context.Context, typ, id string, version int64) (*store.
 	if db.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	v, err := vreadVersion(ctx, db.r, typ, id, version)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := vreadVersion(short(ctx), db.r, typ, id, version)
 	return v, db.fail("vread", err)
 }
 
