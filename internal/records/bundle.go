@@ -51,6 +51,111 @@ const batchGroup = 256
 // stored. A batch carries out each entry on its own and reports each
 // entry's error in its EntryResult. Bundle takes b over.
 func (s *Service) Bundle(ctx context.Context, b *Body, opt WriteOptions) (string, []EntryResult, error) {
+	kind, entries, err := parseBundle(b, opt)
+	if err != nil {
+		return kind, nil, err
+	}
+	if kind == "transaction" {
+		err := s.update(ctx, opt, func(w *writer) error { return w.transaction(ctx, entries) })
+		if err != nil {
+			return kind, nil, err
+		}
+	} else {
+		s.runBatch(ctx, opt, entries)
+	}
+	return kind, entryResults(entries), nil
+}
+
+// BundleResult is what one Bundle given to Bundles did: what Bundle
+// returns for it.
+type BundleResult struct {
+	Kind    string
+	Results []EntryResult
+	Err     error
+}
+
+// Bundles carries out several Bundles, each with the meaning Bundle gives
+// it, sharing one store transaction when it can: a commit rewrites every
+// page its writes touched, and blind-index pages are touched all over, so
+// one commit for many Bundles writes far less than one commit each. If
+// anything fails in the shared transaction (any entry of a transaction, or
+// a batch entry for a reason that is not its own fault), it is rolled back
+// and each Bundle is carried out on its own, so that only the Bundle at
+// fault fails. Sharing needs KeepIDs, under which carrying a Bundle out
+// again after a rollback gives the same ids and references; without it
+// Bundles is Bundle on each. Bundles takes the Bodies over.
+func (s *Service) Bundles(ctx context.Context, bs []*Body, opt WriteOptions) []BundleResult {
+	out := make([]BundleResult, len(bs))
+	if len(bs) > 1 && opt.KeepIDs {
+		parsed := make([][]*entry, len(bs))
+		shared := false
+		for i, b := range bs {
+			kind, entries, err := parseBundle(b, opt)
+			out[i] = BundleResult{Kind: kind, Err: err}
+			if err == nil {
+				parsed[i] = entries
+				shared = true
+			}
+		}
+		if !shared {
+			return out
+		}
+		err := s.update(ctx, opt, func(w *writer) error {
+			for i, entries := range parsed {
+				if out[i].Err != nil {
+					continue
+				}
+				if out[i].Kind == "transaction" {
+					if err := w.transaction(ctx, entries); err != nil {
+						return err
+					}
+					continue
+				}
+				for _, e := range entries {
+					if e.method == "" { // failed to parse, or left out
+						continue
+					}
+					e.result = EntryResult{Method: e.method}
+					if err := w.batchEntry(ctx, e); err != nil {
+						if !ownFault(err) {
+							return err
+						}
+						e.result = EntryResult{Method: e.method, Err: prefixIssues(err, e.where)}
+					}
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for i, entries := range parsed {
+				if out[i].Err == nil {
+					out[i].Results = entryResults(entries)
+				}
+			}
+			return out
+		}
+		if ctx.Err() != nil {
+			for i := range out {
+				if out[i].Err == nil {
+					out[i].Err = s.storeError(ctx.Err(), "", "")
+				}
+			}
+			return out
+		}
+		// Carry each out on its own, below; those that failed to parse
+		// fail the same way again.
+	}
+	for i, b := range bs {
+		kind, res, err := s.Bundle(ctx, b, opt)
+		out[i] = BundleResult{Kind: kind, Results: res, Err: err}
+	}
+	return out
+}
+
+// parseBundle checks that b is a transaction or batch and reads its
+// entries. An entry of a batch that does not parse comes back with its
+// error in its result; in a transaction it fails the whole Bundle.
+func parseBundle(b *Body, opt WriteOptions) (string, []*entry, error) {
 	bundle := &b.v
 	if bundle.Str("resourceType") != "Bundle" {
 		return "", nil, newError(Invalid, "resourceType", "POST a Bundle of type transaction or batch to the base URL")
@@ -76,19 +181,15 @@ func (s *Service) Bundle(ctx context.Context, b *Body, opt WriteOptions) (string
 			entries = append(entries, e)
 		}
 	}
-	if kind == "transaction" {
-		err := s.update(ctx, opt, func(w *writer) error { return w.transaction(ctx, entries) })
-		if err != nil {
-			return kind, nil, err
-		}
-	} else {
-		s.runBatch(ctx, opt, entries)
-	}
+	return kind, entries, nil
+}
+
+func entryResults(entries []*entry) []EntryResult {
 	results := make([]EntryResult, len(entries))
 	for i, e := range entries {
 		results[i] = e.result
 	}
-	return kind, results, nil
+	return results
 }
 
 // leaveOut reports whether LoadOnly leaves entry v out: a read or an

@@ -275,7 +275,7 @@ func keptID(res *fhir.Value, fullURL string) string {
 	if id := res.Str("id"); id != "" {
 		return id
 	}
-	if u, ok := strings.CutPrefix(fullURL, "urn:uuid:"); ok && idType().MatchString(u) {
+	if u, ok := strings.CutPrefix(fullURL, "urn:uuid:"); ok && fhir.ValidID(u) {
 		return u
 	}
 	return ""
