@@ -110,12 +110,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q := &request{w: w, r: r, id: newRequestID(), status: http.StatusOK}
 	hdr := w.Header()
-	hdr.Set("X-Request-Id", q.id)
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	hdr.Set("Referrer-Policy", "no-referrer")
-	hdr.Set("Cache-Control", "no-store")
+	// The keys are in canonical form, so they are set directly rather
+	// than through Header.Set, which would canonicalize them on every
+	// request; the value slices are shared and never changed.
+	hdr["X-Request-Id"] = []string{q.id}
+	for k, v := range securityHeaders {
+		hdr[k] = v
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -132,6 +133,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("request", attrs...)
 	}()
 	h.route(q)
+}
+
+var fhirJSONType = []string{"application/fhir+json; charset=utf-8"}
+
+// securityHeaders go on every response: nothing here is meant for a
+// browser to render, frame, cache or sniff.
+var securityHeaders = map[string][]string{
+	"X-Content-Type-Options":  {"nosniff"},
+	"X-Frame-Options":         {"DENY"},
+	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
+	"Referrer-Policy":         {"no-referrer"},
+	"Cache-Control":           {"no-store"},
 }
 
 func typeName(v any) string {
@@ -444,7 +457,7 @@ func (h *Handler) writeJSON(q *request, status int, b []byte) {
 func (h *Handler) send(q *request, status int, b []byte) {
 	q.status = status
 	hdr := q.w.Header()
-	hdr.Set("Content-Type", "application/fhir+json; charset=utf-8")
+	hdr["Content-Type"] = fhirJSONType
 	if q.pretty {
 		b = append(b, '\n')
 	}

@@ -37,8 +37,9 @@ func parsePrefer(r *http.Request) prefer {
 
 // setVersionHeaders sets ETag and Last-Modified for a resource version.
 func setVersionHeaders(w http.ResponseWriter, r *records.Resource) {
-	w.Header().Set("ETag", r.ETag())
-	w.Header().Set("Last-Modified", r.Updated.UTC().Format(http.TimeFormat))
+	h := w.Header()
+	h["Etag"] = []string{r.ETag()}
+	h["Last-Modified"] = []string{r.Updated.UTC().Format(http.TimeFormat)}
 }
 
 func (h *Handler) read(q *request, typ, id string) {

@@ -8,7 +8,10 @@
 //   - A token is 256 random bits; the store keeps only an HMAC of it under a
 //     key derived from the KEK. A copy of the database neither reveals a
 //     token nor lets anyone without the key mint one that verifies.
-//   - Tokens expire, and a revoked token fails on its next use.
+//   - Tokens expire. A token revoked through this Tokens fails on its next
+//     use; one revoked by another process (ehrvault token revoke beside a
+//     running server) fails within CacheTTL, since verified tokens are
+//     remembered that long to spare the store a lookup per request.
 //   - Authentication failures all look alike to the caller.
 package auth
 
@@ -22,7 +25,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ehrvault/ehrvault/internal/store"
@@ -46,11 +51,29 @@ type Principal struct {
 	Label string
 }
 
+// CacheTTL is how long a verified token is remembered before the store is
+// asked again: the longest a revocation by another process takes to bite.
+const CacheTTL = time.Second
+
+// cacheMax bounds the remembered tokens; past it the memory is cleared.
+const cacheMax = 4096
+
 // Tokens issues and verifies operator bearer tokens.
 type Tokens struct {
 	store store.AuthTokens
 	key   []byte // HMAC key derived from the KEK
 	now   func() time.Time
+
+	macs  sync.Pool // of HMAC-SHA256 under key
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte]verified // by token digest
+}
+
+// verified is a token found valid, until the earlier of its expiry and the
+// end of its time in the cache.
+type verified struct {
+	p     *Principal
+	until time.Time
 }
 
 // NewTokens returns a token service; key is derived from the KEK for this
@@ -59,13 +82,18 @@ func NewTokens(s store.AuthTokens, key []byte, now func() time.Time) *Tokens {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{store: s, key: key, now: now}
+	t := &Tokens{store: s, key: key, now: now, cache: map[[sha256.Size]byte]verified{}}
+	t.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return t
 }
 
 func (t *Tokens) digest(token string) []byte {
-	m := hmac.New(sha256.New, t.key)
+	m := t.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(token))
-	return m.Sum(nil)
+	d := m.Sum(nil)
+	t.macs.Put(m)
+	return d
 }
 
 // Create makes a token valid for ttl and returns it with its record. The
@@ -101,6 +129,17 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 		return nil, ErrUnauthenticated
 	}
 	d := t.digest(token)
+	var key [sha256.Size]byte
+	copy(key[:], d)
+	now := t.now()
+	t.mu.Lock()
+	hit, ok := t.cache[key]
+	t.mu.Unlock()
+	// The map lookup found the entry by its digest, which only the
+	// token's holder can produce: no secret is compared here.
+	if ok && now.Before(hit.until) {
+		return hit.p, nil
+	}
 	rec, err := t.store.AuthTokenByHash(ctx, d)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrUnauthenticated
@@ -110,10 +149,21 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 	}
 	// The lookup was by digest; compare again in constant time so that the
 	// decision never rests on a comparison whose timing depends on secrets.
-	if subtle.ConstantTimeCompare(rec.Hash, d) != 1 || rec.Revoked || !t.now().Before(rec.Expires) {
+	if subtle.ConstantTimeCompare(rec.Hash, d) != 1 || rec.Revoked || !now.Before(rec.Expires) {
 		return nil, ErrUnauthenticated
 	}
-	return &Principal{Kind: "operator-token", ID: rec.ID, Label: rec.Label}, nil
+	p := &Principal{Kind: "operator-token", ID: rec.ID, Label: rec.Label}
+	until := now.Add(CacheTTL)
+	if rec.Expires.Before(until) {
+		until = rec.Expires
+	}
+	t.mu.Lock()
+	if len(t.cache) >= cacheMax {
+		clear(t.cache)
+	}
+	t.cache[key] = verified{p: p, until: until}
+	t.mu.Unlock()
+	return p, nil
 }
 
 // List returns every token record, newest first.
@@ -121,7 +171,12 @@ func (t *Tokens) List(ctx context.Context) ([]store.AuthToken, error) {
 	return t.store.AuthTokens(ctx)
 }
 
-// Revoke revokes the token with the given public id.
+// Revoke revokes the token with the given public id. It takes effect at
+// once in this process.
 func (t *Tokens) Revoke(ctx context.Context, id string) error {
-	return t.store.RevokeAuthToken(ctx, id)
+	err := t.store.RevokeAuthToken(ctx, id)
+	t.mu.Lock()
+	clear(t.cache)
+	t.mu.Unlock()
+	return err
 }

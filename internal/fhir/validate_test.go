@@ -291,3 +291,18 @@ func FuzzParseResource(f *testing.F) {
 		}
 	})
 }
+
+// TestHandMatchersAgreeWithPatterns: the hand-written checks of the
+// commonest primitives accept exactly what the specification's regular
+// expressions accept.
+func TestHandMatchersAgreeWithPatterns(t *testing.T) {
+	samples := []string{"a", "abc", "A-Z.09", strings.Repeat("x", 64), strings.Repeat("x", 65), "a b", "a\fb", "a\vb", " ", "\t", "x\n", "ü", "http://x/y", "urn:uuid:1", "a_b", "é", "\u00a0", "-", "."}
+	for _, name := range []string{"id", "string", "markdown", "uri", "url", "canonical"} {
+		typ := Type(name)
+		for _, s := range samples {
+			if got, want := matchPrimitive(typ, s), typ.MatchString(s); got != want {
+				t.Errorf("matchPrimitive(%s, %q) = %v, the pattern says %v", name, s, got, want)
+			}
+		}
+	}
+}
