@@ -54,7 +54,7 @@ a directory to keep.`)
 	if err := c.initVault(ctx, dir, pass); err != nil {
 		return err
 	}
-	v, err := openVault(ctx, dir, pass, log)
+	v, err := openVault(ctx, dir, pass, log, writerAccess)
 	if err != nil {
 		return err
 	}

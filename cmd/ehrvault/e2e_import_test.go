@@ -15,7 +15,7 @@ import (
 )
 
 // importAll imports paths and fails the test on any problem.
-func importAll(t *testing.T, ts *testServer, paths ...string) *importer.Report {
+func importAll(t testing.TB, ts *testServer, paths ...string) *importer.Report {
 	t.Helper()
 	rep, err := importer.Import(context.Background(), ts.v.records, paths, importer.Options{})
 	if err != nil {

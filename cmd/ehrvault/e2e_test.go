@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +20,7 @@ import (
 
 // testServer is an ehrvault API over a fresh data directory.
 type testServer struct {
-	t     *testing.T
+	t     testing.TB
 	v     *vault
 	srv   *httptest.Server
 	url   string // base URL of the FHIR API
@@ -31,7 +32,7 @@ const testPassphrase = "correct horse battery staple"
 
 // newTestServer initializes a data directory with cheap KDF parameters,
 // opens it, and serves its API on a loopback port.
-func newTestServer(t *testing.T, opts ...func(*api.Config)) *testServer {
+func newTestServer(t testing.TB, opts ...func(*api.Config)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
@@ -46,7 +47,7 @@ func newTestServer(t *testing.T, opts ...func(*api.Config)) *testServer {
 	}
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	v, err := openVault(ctx, dir, []byte(testPassphrase), log)
+	v, err := openVault(ctx, dir, []byte(testPassphrase), log, writerAccess)
 	if err != nil {
 		t.Fatalf("openVault: %v", err)
 	}
@@ -349,4 +350,33 @@ func TestBadInput(t *testing.T) {
 	if e, ok := r.json["entry"].([]any); ok && len(e) > 0 {
 		t.Errorf("%d patients stored by refused requests", len(e))
 	}
+}
+
+// TestOneWriterPerDataDirectory: while one process writes records to a
+// data directory (a server), another writer (an import) is refused with a
+// hint, token commands still work, and the lock goes with its holder.
+func TestOneWriterPerDataDirectory(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	_, err := openVault(ctx, ts.v.dir, []byte(testPassphrase), log, writerAccess)
+	if !errors.Is(err, errLocked) {
+		t.Fatalf("second writer: %v, want errLocked", err)
+	}
+	var he *hintError
+	if !errors.As(err, &he) || !strings.Contains(he.hint, "POST") {
+		t.Errorf("the refusal gives no hint: %v", err)
+	}
+	admin, err := openVault(ctx, ts.v.dir, []byte(testPassphrase), log, adminAccess)
+	if err != nil {
+		t.Fatalf("token access beside a writer: %v", err)
+	}
+	admin.Close()
+	ts.srv.Close()
+	ts.v.Close()
+	again, err := openVault(ctx, ts.v.dir, []byte(testPassphrase), log, writerAccess)
+	if err != nil {
+		t.Fatalf("writer after the first closed: %v", err)
+	}
+	again.Close()
 }

@@ -40,7 +40,7 @@ The server may be running while you import.`)
 		return usagef("name at least one file or folder to import")
 	}
 	log := slog.New(slog.DiscardHandler)
-	v, err := c.unseal(ctx, &pf, log)
+	v, err := c.unseal(ctx, &pf, log, writerAccess)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ or behind a TLS-terminating proxy.`)
 	if err != nil {
 		return err
 	}
-	v, err := c.unseal(ctx, &pf, log)
+	v, err := c.unseal(ctx, &pf, log, writerAccess)
 	if err != nil {
 		return err
 	}

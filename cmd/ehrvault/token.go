@@ -59,7 +59,7 @@ expiry on standard error), e.g.:
 	if *ttl <= 0 || *ttl > auth.MaxTTL {
 		return usagef("--ttl must be between 1s and %s", auth.MaxTTL)
 	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler))
+	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func tokenList(ctx context.Context, c *cli, args []string) error {
 	if err := pf.check(); err != nil {
 		return err
 	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler))
+	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func tokenRevoke(ctx context.Context, c *cli, args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("name exactly one token id to revoke")
 	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler))
+	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ const insecureKDFEnv = "EHRVAULT_INSECURE_TEST_KDF"
 // vault is an unsealed data directory with the parts built on it.
 type vault struct {
 	dir     string
+	lock    *dirLock // held by the processes that write records
 	kp      *keyring.FileProvider
 	db      *sqlite.DB
 	keys    *keyring.Keyring
@@ -68,8 +69,25 @@ func (c *cli) initVault(ctx context.Context, dir string, pass []byte) error {
 	return db.Close()
 }
 
+// access says what a command does with a data directory.
+type access uint8
+
+const (
+	// adminAccess reads records and manages tokens: token commands,
+	// which may run beside a server.
+	adminAccess access = iota
+	// writerAccess writes records (serve, import, demo): it takes the
+	// data directory's lock, so that one such process runs at a time,
+	// and lets the store cache reads.
+	writerAccess
+)
+
+// readCacheSize is how many current versions a writer's store keeps in
+// memory (sealed), about 30 MB of Synthea-sized resources.
+const readCacheSize = 10000
+
 // openVault unseals a data directory and builds the parts on it.
-func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger) (*vault, error) {
+func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger, acc access) (*vault, error) {
 	keyPath := filepath.Join(dir, keyFileName)
 	if _, err := os.Stat(keyPath); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -85,7 +103,15 @@ func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger) (
 		return nil, fmt.Errorf("open key file: %w", err)
 	}
 	v := &vault{dir: dir, kp: kp}
-	v.db, err = sqlite.Open(ctx, filepath.Join(dir, dbFileName), sqlite.Options{})
+	opts := sqlite.Options{}
+	if acc == writerAccess {
+		if v.lock, err = lockDir(dir); err != nil {
+			v.Close()
+			return nil, err
+		}
+		opts.ReadCache = readCacheSize
+	}
+	v.db, err = sqlite.Open(ctx, filepath.Join(dir, dbFileName), opts)
 	if err != nil {
 		v.Close()
 		return nil, fmt.Errorf("open database: %w", err)
@@ -123,14 +149,16 @@ func (v *vault) Close() error {
 		v.kp.Close()
 		v.kp = nil
 	}
+	v.lock.unlock()
+	v.lock = nil
 	return err
 }
 
 // unseal reads the passphrase and opens the data directory of pf.
-func (c *cli) unseal(ctx context.Context, pf *passphraseFlags, log *slog.Logger) (*vault, error) {
+func (c *cli) unseal(ctx context.Context, pf *passphraseFlags, log *slog.Logger, acc access) (*vault, error) {
 	pass, err := c.passphrase(pf, false)
 	if err != nil {
 		return nil, err
 	}
-	return openVault(ctx, pf.data, pass, log)
+	return openVault(ctx, pf.data, pass, log, acc)
 }
