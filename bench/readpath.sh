@@ -35,9 +35,9 @@ ids() {
   local type=$1 max=$2 url="http://127.0.0.1:$port/fhir/$1?_count=1000" n=0
   while [ -n "$url" ] && [ "$n" -lt "$max" ]; do
     page=$(curl -fsS -H "Authorization: Bearer $token" "$url")
-    echo "$page" | grep -o '"fullUrl":"[^"]*"' | sed 's/.*\/\([^/"]*\)"$/\1/'
+    echo "$page" | grep -o '"fullUrl":"[^"]*"' | sed 's/.*\/\([^/"]*\)"$/\1/' || true
     n=$((n + 1000))
-    url=$(echo "$page" | grep -o '"relation":"next","url":"[^"]*"' | sed 's/.*"url":"\([^"]*\)"/\1/' | sed 's/\\u0026/\&/g')
+    url=$(echo "$page" | grep -o '"relation":"next","url":"[^"]*"' | sed 's/.*"url":"\([^"]*\)"/\1/' | sed 's/\\u0026/\&/g' || true)
   done | head -n "$max"
 }
 ids Patient 5000 >"$work/Patient.ids"
@@ -59,27 +59,28 @@ function request()
 end
 LUA
 
-run() { # name url-prefix token idsfile
-  wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$work/ids.lua" "http://127.0.0.1:$2" -- "$3" "$4" "$5" >"$work/$1.wrk"
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
-  p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
-  p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
-  printf "%-34s %10s req/s   p50 %-9s p99 %-9s %s\n" "$1" "$rps" "$p50" "$p99" "${non2xx:+non-2xx: $non2xx}"
+run() { # key label port url-prefix token idsfile
+  local out="$work/$1.wrk"
+  wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$work/ids.lua" "http://127.0.0.1:$3" -- "$4" "$5" "$6" >"$out"
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' "$out")
+  p50=$(awk '$1=="50%" {print $2}' "$out")
+  p99=$(awk '$1=="99%" {print $2}' "$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+  printf "%-38s %10s req/s   p50 %-9s p99 %-9s %s\n" "$2" "$rps" "$p50" "$p99" "${non2xx:+non-2xx: $non2xx}"
   echo "$rps" >"$work/$1.rps"
 }
 
 echo "== reads: wrk -t$threads -c$conns -d${secs}s, random ids"
 for type in Patient Observation; do
   first=$(head -n 1 "$work/$type.ids")
-  run "ehrvault GET /fhir/$type/{id}" "$port" "/fhir/$type/" "$token" "$work/$type.ids"
+  run "ehrvault-$type" "ehrvault GET /fhir/$type/{id}" "$port" "/fhir/$type/" "$token" "$work/$type.ids"
   curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/fhir/$type/$first" >"$work/$type.json"
   "$work/bare" -listen 127.0.0.1:18099 -file "$work/$type.json" &
   bare=$!
   for i in $(seq 50); do curl -fsS "http://127.0.0.1:18099/" >/dev/null 2>&1 && break; sleep 0.1; done
-  run "bare handler, same bytes ($type)" 18099 "/x/" "" "$work/$type.ids"
+  run "bare-$type" "bare handler, same bytes ($type)" 18099 "/x/" "" "$work/$type.ids"
   kill $bare; wait $bare 2>/dev/null || true
-  awk -v a="$(cat "$work/ehrvault GET /fhir/$type/{id}.rps")" -v b="$(cat "$work/bare handler, same bytes ($type).rps")" \
-    'BEGIN { printf "%-34s %9.0f%% of the bare handler\n", "  ratio", 100*a/b }'
+  awk -v a="$(cat "$work/ehrvault-$type.rps")" -v b="$(cat "$work/bare-$type.rps")" \
+    'BEGIN { printf "%-38s %9.0f%% of the bare handler\n", "  ratio", 100*a/b }'
 done
