@@ -25,7 +25,13 @@ nothing new. A transaction Bundle is loaded whole or not at all; elsewhere a
 bad resource is reported with its file and entry or line and the rest goes
 on, unless --strict. The exit status is 1 if anything was not loaded.
 
-The server may be running while you import.`)
+One process writes records to a data directory at a time: while a server
+runs on it, import refuses to start; POST the Bundles to the server's API
+(/fhir) instead, or stop it first.
+
+Reads (GET) and operation calls in Bundles load nothing and are left out;
+version preconditions (ifMatch) are ignored, since they name versions on
+the server the Bundle came from.`)
 	var pf passphraseFlags
 	pf.register(fs)
 	strict := fs.Bool("strict", false, "stop at the first problem")
