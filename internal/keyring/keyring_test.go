@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/ehrvault/ehrvault/internal/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestKeyForCreatesOnce(t *testing.T) {
@@ -740,5 +741,63 @@ func TestKeyringFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSealerMACAndNoteSigner(t *testing.T) {
+	ctx := context.Background()
+	r := New(newTestProvider(t), 10)
+	s, err := r.Sealer(ctx, PurposeAuditSeal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := s.Seal([]byte("entry"), []byte("ad 1"))
+	if len(sealed) != SealerOverhead+5 {
+		t.Errorf("sealed length %d, want %d", len(sealed), SealerOverhead+5)
+	}
+	if pt, err := s.Open(sealed, []byte("ad 1")); err != nil || string(pt) != "entry" {
+		t.Errorf("Open = %q, %v", pt, err)
+	}
+	if _, err := s.Open(sealed, []byte("ad 2")); err != ErrDecrypt {
+		t.Errorf("Open with other ad = %v, want ErrDecrypt", err)
+	}
+	for i := range sealed {
+		bad := bytes.Clone(sealed)
+		bad[i] ^= 1
+		if _, err := s.Open(bad, []byte("ad 1")); err != ErrDecrypt {
+			t.Fatalf("Open accepted a flipped byte %d", i)
+		}
+	}
+	if bytes.Equal(s.Seal([]byte("entry"), nil)[1:25], s.Seal([]byte("entry"), nil)[1:25]) {
+		t.Error("two seals share a nonce")
+	}
+	m, err := r.MAC(ctx, PurposeAuditIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Sum([]byte("a")) == m.Sum([]byte("b")) || m.Sum([]byte("a")) != m.Sum([]byte("a")) {
+		t.Error("MAC is not a function of its input")
+	}
+	if fmt.Sprintf("%v %+v", *s, *m) != "keyring.Sealer(redacted) keyring.MAC(redacted)" {
+		t.Errorf("secrets print: %v %+v", *s, *m)
+	}
+	signer, vkey, err := r.NoteSigner(ctx, "ehrvault.example/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: "hello\n"}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(msg, note.VerifierList(v)); err != nil {
+		t.Errorf("a note signed by NoteSigner does not verify with its key: %v", err)
+	}
+	_, vkey2, _ := r.NoteSigner(ctx, "ehrvault.example/audit")
+	if vkey2 != vkey {
+		t.Error("NoteSigner is not deterministic")
 	}
 }

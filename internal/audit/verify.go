@@ -1,0 +1,337 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"sort"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/ehrvault/ehrvault/internal/keyring"
+)
+
+// VerifyConfig holds what Verify needs.
+type VerifyConfig struct {
+	Path        string
+	Sealer      *keyring.Sealer
+	MAC         *keyring.MAC
+	VerifierKey string
+	Origin      string
+	// Witnessed are signed checkpoints kept outside the server (by a
+	// witness, or saved by hand): Verify proves the log has only been
+	// appended to since each.
+	Witnessed [][]byte
+	// Progress, if set, is called now and then with the entries checked
+	// and the total.
+	Progress func(done, total int64)
+}
+
+// Problem is one thing Verify found wrong.
+type Problem struct {
+	// Entry is the first entry the problem concerns; -1 when it concerns
+	// no entry in particular (a checkpoint, the lookup index).
+	Entry int64
+	// Upto, when set, makes the problem one about the entries from Entry
+	// up to (not including) Upto, without knowing which: a root that no
+	// longer matches.
+	Upto int64
+	// Checkpoint is the size of the checkpoint concerned; -1 for none.
+	Checkpoint int64
+	What       string
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Entry >= 0 && p.Checkpoint >= 0:
+		return fmt.Sprintf("entry %d (checkpoint at size %d): %s", p.Entry, p.Checkpoint, p.What)
+	case p.Entry >= 0:
+		return fmt.Sprintf("entry %d: %s", p.Entry, p.What)
+	case p.Checkpoint >= 0:
+		return fmt.Sprintf("checkpoint at size %d: %s", p.Checkpoint, p.What)
+	}
+	return p.What
+}
+
+// Report is what Verify found.
+type Report struct {
+	Entries     int64 // entries read
+	Checkpoints int   // checkpoints that verified
+	Signed      int64 // size of the newest checkpoint that verified and matches
+	Witnessed   []int64
+	Problems    []Problem
+	Elapsed     time.Duration
+}
+
+// OK reports whether the log verified.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// FirstBad returns the first entry a problem names, or -1. Problems that
+// name one entry come before those that name a range.
+func (r *Report) FirstBad() int64 {
+	first, ranged := int64(-1), int64(-1)
+	for _, p := range r.Problems {
+		switch {
+		case p.Entry < 0:
+		case p.Upto > 0:
+			if ranged < 0 || p.Entry < ranged {
+				ranged = p.Entry
+			}
+		case first < 0 || p.Entry < first:
+			first = p.Entry
+		}
+	}
+	if first < 0 {
+		return ranged
+	}
+	return first
+}
+
+// Verify recomputes the whole log from its stored entries and checks it:
+//
+//   - every entry opens under its own index (an entry altered, moved,
+//     inserted or removed does not), and indexes run without gaps;
+//   - every entry's stored tree hashes and time column match what its
+//     content gives (recomputed with github.com/transparency-dev/merkle,
+//     not the golang.org/x/mod code that wrote them);
+//   - every checkpoint's signature verifies, its root is the root of the
+//     recomputed tree at its size, and each names the one before (so a
+//     removed checkpoint shows), and none covers more entries than there
+//     are (a truncated log shows);
+//   - every witnessed checkpoint is such a root too: the log has only been
+//     appended to since;
+//   - the lookup index holds exactly the entries' lookups (compared as a
+//     multiset hash).
+//
+// Checkpoints all check against one recomputed tree, so they are
+// consistent with each other whenever they all match. Verify opens the
+// file read-only and may run beside a server. The error is for a log it
+// cannot read at all; everything else is in the Report.
+func Verify(ctx context.Context, c VerifyConfig) (*Report, error) {
+	start := time.Now()
+	_, r, err := openDB(ctx, c.Path, false, true)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	rep := &Report{}
+	bad := func(entry, cp int64, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{Entry: entry, Checkpoint: cp, What: fmt.Sprintf(format, args...)})
+	}
+
+	// The checkpoints, in order; each must verify and name the one before.
+	type want struct {
+		size      int64
+		root      []byte
+		witnessed bool
+	}
+	var wants []want
+	rows, err := r.QueryContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size`)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	prev := int64(0)
+	for rows.Next() {
+		var size int64
+		var msg []byte
+		if err := rows.Scan(&size, &msg); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		cp, err := ParseCheckpoint(msg, c.VerifierKey)
+		switch {
+		case err != nil:
+			bad(-1, size, "%v: it was altered, or signed by another key", err)
+		case cp.Origin != c.Origin:
+			bad(-1, size, "names another log (%q)", cp.Origin)
+		case cp.Size != size:
+			bad(-1, size, "its signed size is %d: the row was altered", cp.Size)
+		default:
+			if cp.Prev != prev {
+				bad(-1, size, "names %d as the checkpoint before it, but the one before is %d: a checkpoint was removed or altered", cp.Prev, prev)
+			}
+			rep.Checkpoints++
+			wants = append(wants, want{size: size, root: cp.Root[:]})
+		}
+		prev = size
+	}
+	rows.Close()
+	for k, msg := range c.Witnessed {
+		cp, err := ParseCheckpoint(msg, c.VerifierKey)
+		if err != nil {
+			bad(-1, -1, "witnessed checkpoint %d: %v", k+1, err)
+			continue
+		}
+		if cp.Origin != c.Origin {
+			bad(-1, cp.Size, "the witnessed checkpoint names another log (%q)", cp.Origin)
+			continue
+		}
+		wants = append(wants, want{size: cp.Size, root: cp.Root[:], witnessed: true})
+	}
+	sort.SliceStable(wants, func(i, j int) bool { return wants[i].size < wants[j].size })
+
+	var total int64
+	if err := r.QueryRowContext(ctx, sizeSQL).Scan(&total); err != nil {
+		return nil, fmt.Errorf("read the log: %w", err)
+	}
+	hasher := rfc6962.DefaultHasher
+	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
+	cr := rf.NewEmptyRange(0)
+	var expected lookupSum
+	var stored []byte
+	next := 0                   // next want to check
+	lastGood := int64(0)        // size of the last checkpoint that matched
+	broken := false             // the tree can no longer be recomputed
+	check := func(size int64) { // compare roots of the wants at size
+		for next < len(wants) && wants[next].size <= size {
+			w := wants[next]
+			next++
+			if w.size != size || broken {
+				continue
+			}
+			root, err := cr.GetRootHash(nil)
+			if w.size == 0 {
+				root, err = hasher.EmptyRoot(), nil
+			}
+			switch {
+			case err != nil:
+				bad(-1, w.size, "root: %v", err)
+			case !bytes.Equal(root, w.root) && w.witnessed:
+				bad(lastGood, w.size, "the log no longer has the root of the witnessed checkpoint: entries from %d to %d were rewritten", lastGood, w.size-1)
+				rep.Problems[len(rep.Problems)-1].Upto = w.size
+			case !bytes.Equal(root, w.root):
+				bad(lastGood, w.size, "the entries from %d to %d do not give the checkpoint's root: they were rewritten, or the checkpoint was forged", lastGood, w.size-1)
+				rep.Problems[len(rep.Problems)-1].Upto = w.size
+			case w.witnessed:
+				rep.Witnessed = append(rep.Witnessed, w.size)
+			default:
+				lastGood = w.size
+				rep.Signed = w.size
+			}
+		}
+	}
+	check(0)
+	rows, err = r.QueryContext(ctx, `SELECT idx, time, sealed, hashes FROM entries ORDER BY idx`)
+	if err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	i := int64(0)
+	for rows.Next() {
+		var idx, micros int64
+		var sealed, hashes []byte
+		if err := rows.Scan(&idx, &micros, &sealed, &hashes); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read entries: %w", err)
+		}
+		if broken {
+			i++
+			continue
+		}
+		if idx != i {
+			bad(i, -1, "missing: the log jumps from entry %d to %d (entries removed, or an index altered)", i-1, idx)
+			broken = true
+			continue
+		}
+		leaf, err := c.Sealer.Open(sealed, entryAD(i))
+		if err != nil {
+			bad(i, -1, "does not open under its index: altered, moved, inserted or damaged")
+			broken = true
+			i++
+			continue
+		}
+		e, err := Decode(leaf)
+		if err != nil {
+			bad(i, -1, "opens but does not decode: %v", err)
+		} else {
+			if e.Time.UnixMicro() != micros {
+				bad(i, -1, "its time column differs from the sealed entry's time: the column was altered")
+			}
+			for _, t := range lookupTokens(c.MAC, e) {
+				expected.add(t, i)
+			}
+		}
+		stored = stored[:0]
+		if err := cr.Append(hasher.HashLeaf(leaf), func(_ compact.NodeID, h []byte) { stored = append(stored, h...) }); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("recompute the tree: %w", err)
+		}
+		if !bytes.Equal(stored, hashes) {
+			bad(i, -1, "its stored tree hashes differ from its content's: they were altered (proofs would be wrong)")
+		}
+		i++
+		rep.Entries = i
+		check(i)
+		if c.Progress != nil && i%65536 == 0 {
+			c.Progress(i, total)
+		}
+		if i%4096 == 0 && ctx.Err() != nil {
+			rows.Close()
+			return nil, ctx.Err()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	rows.Close()
+	if c.Progress != nil {
+		c.Progress(i, total)
+	}
+	for ; !broken && next < len(wants); next++ {
+		w := wants[next]
+		if w.size > i {
+			what := "checkpoint"
+			if w.witnessed {
+				what = "witnessed checkpoint"
+			}
+			bad(min(i, total), w.size, "the log ends at entry %d but a %s covers %d entries: the log was truncated", i, what, w.size)
+			break
+		}
+	}
+	if !broken {
+		var found lookupSum
+		rows, err = r.QueryContext(ctx, `SELECT token, idx FROM lookup`)
+		if err != nil {
+			return nil, fmt.Errorf("read lookups: %w", err)
+		}
+		for rows.Next() {
+			var tok []byte
+			var idx int64
+			if err := rows.Scan(&tok, &idx); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read lookups: %w", err)
+			}
+			found.add(tok, idx)
+		}
+		rows.Close()
+		if found != expected {
+			bad(-1, -1, "the lookup index does not hold exactly the entries' lookups: it was altered (searches may miss or misplace entries; the entries themselves are intact)")
+		}
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+// lookupSum is a multiset hash of (token, index) pairs: the sum, modulo
+// 2^256, of SHA-256(token ‖ index) over the pairs. Equal multisets give
+// equal sums; adding, removing or changing a pair changes the sum except
+// with negligible probability.
+type lookupSum [4]uint64
+
+func (s *lookupSum) add(tok []byte, idx int64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(idx))
+	h := sha256.New()
+	h.Write(tok)
+	h.Write(b[:])
+	var d [32]byte
+	h.Sum(d[:0])
+	var carry uint64
+	for k := 3; k >= 0; k-- {
+		s[k], carry = bits.Add64(s[k], binary.BigEndian.Uint64(d[8*k:]), carry)
+	}
+}
