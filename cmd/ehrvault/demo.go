@@ -26,7 +26,7 @@ medications), print a URL, a bearer token and curl lines to try, and serve
 until Ctrl-C. The temporary store is deleted on exit unless --data names
 a directory to keep.`)
 	var sf serveFlags
-	sf.register(fs.StringVar, fs.Int64Var)
+	sf.register(fs)
 	patients := fs.Int("patients", 20, "how many synthetic patients to load")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic patients (the same seed gives the same patients)")
 	keep := fs.String("data", "", "keep the store in this new `directory` instead of a temporary one")
@@ -54,14 +54,18 @@ a directory to keep.`)
 	if err := c.initVault(ctx, dir, pass); err != nil {
 		return err
 	}
-	v, err := openVault(ctx, dir, pass, log, writerAccess)
+	as, err := sf.auditSettings()
+	if err != nil {
+		return err
+	}
+	v, err := openVaultWith(ctx, dir, pass, log, writerAccess, as)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
 
 	start := time.Now()
-	n, first, err := loadDemo(ctx, v.records, *seed, *patients)
+	n, first, err := loadDemo(ctx, v, *seed, *patients)
 	if err != nil {
 		return fmt.Errorf("load demo patients: %w", err)
 	}
@@ -106,7 +110,7 @@ Press Ctrl-C to stop.
 // loadDemo loads the shared organizations and practitioners and n
 // synthetic patients. It returns how many resources were loaded and the id
 // of the first patient.
-func loadDemo(ctx context.Context, rec *records.Service, seed uint64, n int) (int, string, error) {
+func loadDemo(ctx context.Context, v *vault, seed uint64, n int) (int, string, error) {
 	g := synth.New(seed)
 	total := 0
 	load := func(data []byte) ([]records.EntryResult, error) {
@@ -114,9 +118,12 @@ func loadDemo(ctx context.Context, rec *records.Service, seed uint64, n int) (in
 		if err != nil {
 			return nil, err
 		}
-		_, res, err := rec.Bundle(ctx, b, records.WriteOptions{KeepIDs: true})
+		_, res, err := v.records.Bundle(ctx, b, records.WriteOptions{KeepIDs: true})
+		if err != nil {
+			return nil, err
+		}
 		total += len(res)
-		return res, err
+		return res, v.auditLoaded(ctx, "demo-patient", res)
 	}
 	shared, err := g.Shared()
 	if err != nil {

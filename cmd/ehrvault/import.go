@@ -56,6 +56,7 @@ the server the Bundle came from.`)
 		Progress: c.stderr,
 		Terminal: isTerminal(c.stderr),
 		Workers:  *workers,
+		Loaded:   v.auditLoaded,
 	})
 	if rep != nil {
 		for i, p := range rep.Problems {

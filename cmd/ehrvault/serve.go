@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"flag"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ehrvault/ehrvault/internal/api"
+	"github.com/ehrvault/ehrvault/internal/audit"
 )
 
 // serveFlags are the flags of serve (and demo).
@@ -19,13 +22,41 @@ type serveFlags struct {
 	baseURL   string
 	maxBody   int64
 	logFormat string
+	// The audit log's checkpoints: how often, and where they go.
+	cpEvery     int64
+	cpInterval  time.Duration
+	publishFile string
+	webhook     string
 }
 
-func (s *serveFlags) register(fsListen func(p *string, name, value, usage string), fsInt func(p *int64, name string, value int64, usage string)) {
-	fsListen(&s.listen, "listen", "127.0.0.1:8080", "the `address` to listen on")
-	fsListen(&s.baseURL, "base-url", "", "the public base `URL` of the FHIR API, for links (default: from each request's Host, plus /fhir)")
-	fsInt(&s.maxBody, "max-body", api.DefaultMaxBody, "the largest request body accepted, in `bytes`")
-	fsListen(&s.logFormat, "log-format", "text", "log `format`: text or json (logs hold ids, never health data)")
+func (s *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.listen, "listen", "127.0.0.1:8080", "the `address` to listen on")
+	fs.StringVar(&s.baseURL, "base-url", "", "the public base `URL` of the FHIR API, for links (default: from each request's Host, plus /fhir)")
+	fs.Int64Var(&s.maxBody, "max-body", api.DefaultMaxBody, "the largest request body accepted, in `bytes`")
+	fs.StringVar(&s.logFormat, "log-format", "text", "log `format`: text or json (logs hold ids, never health data)")
+	fs.Int64Var(&s.cpEvery, "audit-checkpoint-every", 1000, "sign an audit checkpoint after this many `entries`")
+	fs.DurationVar(&s.cpInterval, "audit-checkpoint-interval", 10*time.Second, "or this long after the first unsigned entry")
+	fs.StringVar(&s.publishFile, "audit-publish-file", "", "write each new audit checkpoint to this `file` (replaced atomically), for a witness to keep")
+	fs.StringVar(&s.webhook, "audit-webhook", "", "POST each new audit checkpoint (text/plain) to this `URL`")
+}
+
+// auditSettings turns the flags into the audit log's settings.
+func (s *serveFlags) auditSettings() (auditSettings, error) {
+	as := auditSettings{every: s.cpEvery, interval: s.cpInterval}
+	if s.cpEvery < 1 || s.cpInterval < time.Second {
+		return as, usagef("--audit-checkpoint-every must be at least 1 and --audit-checkpoint-interval at least 1s")
+	}
+	if s.publishFile != "" {
+		as.publish = append(as.publish, &audit.FilePublisher{Path: s.publishFile})
+	}
+	if s.webhook != "" {
+		u, err := url.Parse(s.webhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return as, usagef("--audit-webhook must be an http or https URL")
+		}
+		as.publish = append(as.publish, &audit.WebhookPublisher{URL: s.webhook})
+	}
+	return as, nil
 }
 
 func newLogger(w io.Writer, format string) (*slog.Logger, error) {
@@ -50,7 +81,7 @@ or behind a TLS-terminating proxy.`)
 	var pf passphraseFlags
 	pf.register(fs)
 	var sf serveFlags
-	sf.register(fs.StringVar, fs.Int64Var)
+	sf.register(fs)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +92,11 @@ or behind a TLS-terminating proxy.`)
 	if err != nil {
 		return err
 	}
-	v, err := c.unseal(ctx, &pf, log, writerAccess)
+	as, err := sf.auditSettings()
+	if err != nil {
+		return err
+	}
+	v, err := c.unsealWith(ctx, &pf, log, writerAccess, as)
 	if err != nil {
 		return err
 	}
@@ -84,6 +119,8 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		BaseURL:      sf.baseURL,
 		Version:      version,
 		SearchParams: v.searchParams,
+		Audit:        v.audit,
+		AuditLog:     v.audit,
 	})
 	srv := &http.Server{
 		Handler:           h,

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/store"
 )
@@ -66,6 +67,12 @@ expiry on standard error), e.g.:
 	defer v.Close()
 	tok, rec, err := v.tokens.Create(ctx, *ttl, *label)
 	if err != nil {
+		return err
+	}
+	// The label is free text an operator wrote: hashed, like all such.
+	if err := v.auditCommand(ctx, &audit.Entry{Action: audit.ActionTokenCreate, Outcome: audit.OutcomeSuccess,
+		Detail: []audit.Param{{Name: "token", Value: rec.ID}, {Name: "expires", Value: rec.Expires.Format(time.RFC3339)}, {Name: "label", Value: v.audit.Hash(rec.Label)}}}); err != nil {
+		v.tokens.Revoke(ctx, rec.ID) // an unaudited token must not work
 		return err
 	}
 	fmt.Fprintln(c.stdout, tok)
@@ -130,6 +137,10 @@ func tokenRevoke(ctx context.Context, c *cli, args []string) error {
 		if errors.Is(err, store.ErrNotFound) {
 			return withHint(fmt.Errorf("no token with id %s", fs.Arg(0)), "ehrvault token list shows the ids")
 		}
+		return err
+	}
+	if err := v.auditCommand(ctx, &audit.Entry{Action: audit.ActionTokenRevoke, Outcome: audit.OutcomeSuccess,
+		Detail: []audit.Param{{Name: "token", Value: fs.Arg(0)}}}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "revoked %s\n", fs.Arg(0))

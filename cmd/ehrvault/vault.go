@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
@@ -39,6 +40,8 @@ type vault struct {
 	index   *search.Indexer
 	records *records.Service
 	tokens  *auth.Tokens
+	akeys   *auditKeys
+	audit   *audit.Log
 }
 
 // initVault creates a data directory: its sealed key and its database.
@@ -66,7 +69,31 @@ func (c *cli) initVault(ctx context.Context, dir string, pass []byte) error {
 	if err != nil {
 		return fmt.Errorf("create database: %w", err)
 	}
-	return db.Close()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	// The audit log is born with the store, so that a store without one
+	// is never mistaken for a new one.
+	kp, err := keyring.OpenKeyFile(filepath.Join(dir, keyFileName), pass)
+	if err != nil {
+		return fmt.Errorf("open key file: %w", err)
+	}
+	defer kp.Close()
+	keys := keyring.New(kp, 4)
+	ak, err := loadAuditKeys(ctx, keys, kp)
+	if err != nil {
+		return err
+	}
+	l, err := openAudit(ctx, dir, ak, true, auditSettings{}, nil)
+	if err != nil {
+		return err
+	}
+	e := &audit.Entry{Action: audit.ActionStoreInit, Outcome: audit.OutcomeSuccess, Principal: cliPrincipal(), Role: "operator", Source: "local"}
+	if _, err := l.Append(ctx, e); err != nil {
+		l.Close()
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return l.Close()
 }
 
 // access says what a command does with a data directory.
@@ -88,6 +115,11 @@ const readCacheSize = 10000
 
 // openVault unseals a data directory and builds the parts on it.
 func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger, acc access) (*vault, error) {
+	return openVaultWith(ctx, dir, pass, log, acc, auditSettings{})
+}
+
+// openVaultWith is openVault with the operator's audit settings.
+func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logger, acc access, as auditSettings) (*vault, error) {
 	keyPath := filepath.Join(dir, keyFileName)
 	if _, err := os.Stat(keyPath); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -134,15 +166,28 @@ func openVault(ctx context.Context, dir string, pass []byte, log *slog.Logger, a
 		return nil, err
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
+	if v.akeys, err = loadAuditKeys(ctx, v.keys, kp); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if v.audit, err = openAudit(ctx, dir, v.akeys, false, as, log); err != nil {
+		v.Close()
+		return nil, err
+	}
 	return v, nil
 }
 
-// Close checkpoints and closes the database and forgets the key.
+// Close signs a last audit checkpoint, checkpoints and closes the
+// database and forgets the key.
 func (v *vault) Close() error {
 	var err error
+	if v.audit != nil {
+		err = v.audit.Close()
+		v.audit = nil
+	}
 	if v.db != nil {
 		v.db.Checkpoint(context.Background())
-		err = v.db.Close()
+		err = errors.Join(err, v.db.Close())
 		v.db = nil
 	}
 	if v.kp != nil {
@@ -156,9 +201,14 @@ func (v *vault) Close() error {
 
 // unseal reads the passphrase and opens the data directory of pf.
 func (c *cli) unseal(ctx context.Context, pf *passphraseFlags, log *slog.Logger, acc access) (*vault, error) {
+	return c.unsealWith(ctx, pf, log, acc, auditSettings{})
+}
+
+// unsealWith is unseal with the operator's audit settings.
+func (c *cli) unsealWith(ctx context.Context, pf *passphraseFlags, log *slog.Logger, acc access, as auditSettings) (*vault, error) {
 	pass, err := c.passphrase(pf, false)
 	if err != nil {
 		return nil, err
 	}
-	return openVault(ctx, pf.data, pass, log, acc)
+	return openVaultWith(ctx, pf.data, pass, log, acc, as)
 }

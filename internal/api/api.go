@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
@@ -54,6 +55,13 @@ type Config struct {
 	// SearchParams lists the search parameters of a type, for the
 	// CapabilityStatement.
 	SearchParams func(typ string) []SearchParam
+	// Audit records every request that may touch health data, before its
+	// response leaves; nil records nothing (benchmarks of the bare read
+	// path only: ehrvault serve always sets it).
+	Audit Auditor
+	// AuditLog serves the audit log's views (AuditEvent, checkpoints,
+	// proofs, reports); nil serves none.
+	AuditLog *audit.Log
 }
 
 // DefaultMaxBody is the default request body limit: large enough for a
@@ -73,11 +81,13 @@ type Handler struct {
 	version string
 	now     func() time.Time
 	meta    []byte // the CapabilityStatement, built once
+	audit   Auditor
+	alog    *audit.Log
 }
 
 // New returns the API handler.
 func New(c Config) *Handler {
-	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now}
+	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now, audit: c.Audit, alog: c.AuditLog}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -101,6 +111,12 @@ type request struct {
 	status    int
 	pretty    bool
 	base      string
+	// What the audit entry of the request will say; action "" means the
+	// request is not audited (the CapabilityStatement, health checks).
+	action    string
+	resources []audit.Resource
+	query     []audit.Param
+	audited   bool
 }
 
 type ctxKey struct{}
@@ -178,6 +194,9 @@ func (h *Handler) route(q *request) {
 		q.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(q.w, "ehrvault: the FHIR R4 API is at "+Base+"/ (its CapabilityStatement at "+Base+"/metadata); every request but /metadata needs Authorization: Bearer <token>.\n")
 		return
+	case strings.HasPrefix(path, AuditBase+"/"):
+		h.auditRoute(q, strings.TrimPrefix(path, AuditBase+"/"))
+		return
 	case path != Base && !strings.HasPrefix(path, Base+"/"):
 		q.route = "unknown"
 		h.fail(q, errorf(http.StatusNotFound, "not-found", "no such endpoint; the FHIR API is at %s/", Base))
@@ -210,13 +229,33 @@ func (h *Handler) route(q *request) {
 		h.writeJSON(q, http.StatusOK, h.meta)
 		return
 	}
-	// Everything else may hold health data: authenticate first.
+	// Everything else may hold health data: it is audited, and it needs
+	// an authenticated principal.
+	q.action = actionOf(r.Method, parts)
 	if !h.authenticate(q) {
 		return
 	}
 	m := r.Method
 	if m == http.MethodHead {
 		m = http.MethodGet
+	}
+	if h.alog != nil && len(parts) > 0 && parts[0] == "AuditEvent" && (len(parts) == 1 && m == http.MethodGet || len(parts) == 2 && isLogIndex(parts[1])) {
+		// The audit log, as a read-only view: AuditEvent/<index> is its
+		// entry <index>, and searches search it. AuditEvents that other
+		// systems send have ids that are not numbers, and are stored as
+		// any resource.
+		q.route = "audit-event"
+		q.action = audit.ActionAuditRead
+		if m != http.MethodGet {
+			h.fail(q, errorf(http.StatusMethodNotAllowed, "not-supported", "AuditEvents with numeric ids are the server's audit log, which is read-only; store other AuditEvents under ids that are not numbers"))
+			return
+		}
+		id := ""
+		if len(parts) == 2 {
+			id = parts[1]
+		}
+		h.auditEvents(q, id, form)
+		return
 	}
 	switch len(parts) {
 	case 0:
@@ -317,6 +356,53 @@ func (h *Handler) route(q *request) {
 	}
 	q.route = "unknown"
 	h.fail(q, errorf(http.StatusNotFound, "not-found", "no such FHIR endpoint; /metadata lists what is implemented"))
+}
+
+// isLogIndex reports whether an AuditEvent id names an entry of the audit
+// log: a number.
+func isLogIndex(id string) bool {
+	if id == "" || len(id) > 19 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// actionOf names the FHIR interaction a request asks for (the codes of
+// http://hl7.org/fhir/restful-interaction), for the audit log.
+func actionOf(method string, parts []string) string {
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	last := ""
+	if len(parts) > 0 {
+		last = parts[len(parts)-1]
+	}
+	switch {
+	case len(parts) > 0 && strings.HasPrefix(last, "$"):
+		return "operation"
+	case len(parts) == 0:
+		return "batch" // or transaction: bundle says which once it knows
+	case len(parts) == 1 && parts[0] == "_history":
+		return "history-system"
+	case len(parts) == 1:
+		return map[string]string{http.MethodGet: "search-type", http.MethodPost: "create", http.MethodPut: "update", http.MethodDelete: "delete"}[method]
+	case len(parts) == 2 && parts[1] == "_history":
+		return "history-type"
+	case len(parts) == 2 && parts[1] == "_search":
+		return "search-type"
+	case len(parts) == 2:
+		return map[string]string{http.MethodGet: "read", http.MethodPut: "update", http.MethodDelete: "delete", http.MethodPatch: "patch"}[method]
+	case len(parts) == 3 && parts[2] == "_history":
+		return "history-instance"
+	case len(parts) == 4 && parts[2] == "_history":
+		return "vread"
+	}
+	return "unknown"
 }
 
 func methodNotAllowed(allow string) *httpError {
@@ -455,6 +541,9 @@ func (h *Handler) writeJSON(q *request, status int, b []byte) {
 }
 
 func (h *Handler) send(q *request, status int, b []byte) {
+	if !h.record(q, status) {
+		return
+	}
 	q.status = status
 	hdr := q.w.Header()
 	hdr["Content-Type"] = fhirJSONType
@@ -469,6 +558,9 @@ func (h *Handler) send(q *request, status int, b []byte) {
 
 // noContent answers 204.
 func (h *Handler) noContent(q *request) {
+	if !h.record(q, http.StatusNoContent) {
+		return
+	}
 	q.status = http.StatusNoContent
 	q.w.WriteHeader(http.StatusNoContent)
 }

@@ -48,8 +48,12 @@ func (h *Handler) read(q *request, typ, id string) {
 		h.failVersioned(q, err)
 		return
 	}
+	q.touch(res)
 	setVersionHeaders(q.w, res)
 	if inm := q.r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, res.ETag()) {
+		if !h.record(q, http.StatusNotModified) {
+			return
+		}
 		q.status = http.StatusNotModified
 		q.w.WriteHeader(http.StatusNotModified)
 		return
@@ -81,6 +85,7 @@ func (h *Handler) vread(q *request, typ, id, vid string) {
 		h.failVersioned(q, err)
 		return
 	}
+	q.touch(res)
 	setVersionHeaders(q.w, res)
 	h.writeJSON(q, http.StatusOK, res.JSON)
 }
@@ -98,6 +103,9 @@ func (h *Handler) create(q *request, typ string) {
 	if b.Type() != typ {
 		h.fail(q, errorf(http.StatusBadRequest, "invalid", "the resource type of the body differs from the one in the URL"))
 		return
+	}
+	if ine := q.r.Header.Get("If-None-Exist"); ine != "" {
+		h.recordRawQuery(q, ine)
 	}
 	out, err := h.rec.Create(q.r.Context(), b, q.r.Header.Get("If-None-Exist"), records.WriteOptions{})
 	if err != nil {
@@ -131,6 +139,7 @@ func (h *Handler) conditionalUpdate(q *request, typ, rawQuery string) {
 		h.fail(q, err)
 		return
 	}
+	h.recordRawQuery(q, rawQuery)
 	out, err := h.rec.ConditionalUpdate(q.r.Context(), typ, conditionQuery(rawQuery), b, q.r.Header.Get("If-Match"), records.WriteOptions{})
 	if err != nil {
 		h.fail(q, err)
@@ -165,6 +174,7 @@ func (h *Handler) conditionalDelete(q *request, typ, rawQuery string) {
 		h.fail(q, errorf(http.StatusBadRequest, "invalid", "DELETE on a type needs search parameters (a conditional delete); to delete one resource DELETE Type/id"))
 		return
 	}
+	h.recordRawQuery(q, rawQuery)
 	out, err := h.rec.ConditionalDelete(q.r.Context(), typ, conditionQuery(rawQuery))
 	if err != nil {
 		h.fail(q, err)
@@ -174,6 +184,7 @@ func (h *Handler) conditionalDelete(q *request, typ, rawQuery string) {
 }
 
 func (h *Handler) writeDelete(q *request, out *records.Outcome) {
+	q.touch(out.Resource)
 	if out.Resource != nil {
 		q.w.Header().Set("ETag", out.Resource.ETag())
 	}
@@ -193,6 +204,7 @@ func (h *Handler) writeDelete(q *request, out *records.Outcome) {
 // writeOutcome answers a create or update as Prefer: return asks.
 func (h *Handler) writeOutcome(q *request, out *records.Outcome) {
 	res := out.Resource
+	q.touch(res)
 	status := http.StatusOK
 	if out.Result == records.Created {
 		status = http.StatusCreated
@@ -201,6 +213,9 @@ func (h *Handler) writeOutcome(q *request, out *records.Outcome) {
 	setVersionHeaders(q.w, res)
 	switch parsePrefer(q.r).ret {
 	case "minimal":
+		if !h.record(q, status) {
+			return
+		}
 		q.status = status
 		q.w.WriteHeader(status)
 	case "OperationOutcome":
@@ -229,6 +244,7 @@ func (h *Handler) search(q *request, typ string, form url.Values) {
 		return
 	}
 	p := parsePrefer(q.r)
+	h.recordQuery(q, form)
 	params := url.Values{}
 	for k, v := range form {
 		if !resultParams[k] {
@@ -270,6 +286,7 @@ func (h *Handler) search(q *request, typ string, form url.Values) {
 		bw.link("next", next)
 	}
 	for _, r := range page.Resources {
+		q.touch(r)
 		bw.entry(q.base+"/"+r.Type+"/"+r.ID, r.JSON, `"search":{"mode":"match"}`)
 	}
 	h.writeJSON(q, http.StatusOK, bw.finish())
@@ -397,7 +414,9 @@ func (h *Handler) history(q *request, typ, id string, form url.Values) {
 	if page.Next != "" {
 		bw.link("next", q.base+"/"+path+queryString(params, count, page.Next))
 	}
+	h.recordQuery(q, form)
 	for _, e := range page.Entries {
+		q.touch(e.Resource)
 		full := q.base + "/" + e.Type + "/" + e.ID
 		reqURL := e.Type + "/" + e.ID
 		if e.Method == "POST" {
@@ -434,10 +453,19 @@ func (h *Handler) bundle(q *request) {
 		h.fail(q, err)
 		return
 	}
+	if k := b.Value().Str("type"); k == "transaction" || k == "batch" {
+		q.action = k
+	}
 	kind, results, err := h.rec.Bundle(q.r.Context(), b, records.WriteOptions{})
 	if err != nil {
 		h.fail(q, err)
 		return
+	}
+	for _, r := range results {
+		q.touch(r.Read)
+		if r.Outcome != nil {
+			q.touch(r.Outcome.Resource)
+		}
 	}
 	p := parsePrefer(q.r)
 	bw := newBundleWriter(kind+"-response", h.now())

@@ -74,7 +74,7 @@ func (k *keys) open(t testing.TB, path string, create bool, mod func(*Config)) *
 	return l
 }
 
-func (k *keys) verify(t testing.TB, path string, witnessed ...[]byte) *Report {
+func (k *keys) verify(t testing.TB, path string, witnessed ...[]byte) *VerifyReport {
 	t.Helper()
 	rep, err := Verify(context.Background(), VerifyConfig{Path: path, Sealer: k.sealer, MAC: k.mac, VerifierKey: k.cfg.VerifierKey, Origin: testOrigin, Witnessed: witnessed})
 	if err != nil {

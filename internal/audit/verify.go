@@ -58,8 +58,8 @@ func (p Problem) String() string {
 	return p.What
 }
 
-// Report is what Verify found.
-type Report struct {
+// VerifyReport is what Verify found.
+type VerifyReport struct {
 	Entries     int64 // entries read
 	Checkpoints int   // checkpoints that verified
 	Signed      int64 // size of the newest checkpoint that verified and matches
@@ -69,11 +69,11 @@ type Report struct {
 }
 
 // OK reports whether the log verified.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
+func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 
 // FirstBad returns the first entry a problem names, or -1. Problems that
 // name one entry come before those that name a range.
-func (r *Report) FirstBad() int64 {
+func (r *VerifyReport) FirstBad() int64 {
 	first, ranged := int64(-1), int64(-1)
 	for _, p := range r.Problems {
 		switch {
@@ -111,15 +111,15 @@ func (r *Report) FirstBad() int64 {
 // Checkpoints all check against one recomputed tree, so they are
 // consistent with each other whenever they all match. Verify opens the
 // file read-only and may run beside a server. The error is for a log it
-// cannot read at all; everything else is in the Report.
-func Verify(ctx context.Context, c VerifyConfig) (*Report, error) {
+// cannot read at all; everything else is in the VerifyReport.
+func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 	start := time.Now()
 	_, r, err := openDB(ctx, c.Path, false, true)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	rep := &Report{}
+	rep := &VerifyReport{}
 	bad := func(entry, cp int64, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{Entry: entry, Checkpoint: cp, What: fmt.Sprintf(format, args...)})
 	}

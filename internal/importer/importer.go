@@ -60,6 +60,10 @@ type Options struct {
 	// Workers read and validate files in parallel (GOMAXPROCS if 0).
 	Workers int
 	Log     *slog.Logger
+	// Loaded, if set, is told what each file (or NDJSON chunk) loaded,
+	// after it is stored: the audit log records it there. An error stops
+	// the import.
+	Loaded func(ctx context.Context, file string, results []records.EntryResult) error
 }
 
 // Problem is one thing that could not be loaded.
@@ -294,6 +298,11 @@ func write(ctx context.Context, rec *records.Service, units []*unit, rep *Report
 				continue
 			}
 			return retry, err
+		}
+		if opt.Loaded != nil && br.Err == nil {
+			if err := opt.Loaded(ctx, u.file, br.Results); err != nil {
+				return retry, err
+			}
 		}
 	}
 	return retry, nil

@@ -152,6 +152,10 @@ func (s *Service) ownerKey(owner string) string {
 	return owner
 }
 
+// PatientKey returns the pseudonym of the patient with id: what
+// Resource.Owner holds after "Patient/" for the patient's resources.
+func (s *Service) PatientKey(id string) string { return s.rowID("Patient", id) }
+
 // RandomID returns a random 128-bit id in the UUID text form, which is a
 // valid FHIR id.
 func RandomID() string {
@@ -182,6 +186,12 @@ type Resource struct {
 	// JSON is the resource with meta.versionId and meta.lastUpdated set;
 	// nil for a deletion.
 	JSON []byte
+	// Owner names whose data key seals the version: "Patient/<key>" for a
+	// resource in one patient's compartment, where <key> is the patient's
+	// pseudonym (the keyed hash of the patient's id, never the id), or
+	// "store". The audit log records it, so that a patient's accesses can
+	// be found without the log holding patient ids.
+	Owner string
 }
 
 // ETag returns the weak ETag of the version: W/"3".
@@ -296,6 +306,9 @@ func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource
 func (s *Service) open(ctx context.Context, ks store.KeyStore, v *store.Version) (*Resource, error) {
 	r := &Resource{Type: v.Type, Version: v.Version, Updated: v.Updated, Deleted: v.Deleted}
 	k, err := s.keys.KeyByID(ctx, ks, v.KeyID)
+	if err == nil {
+		r.Owner = k.Owner()
+	}
 	if err != nil {
 		s.log.Error("cannot load data key", "type", v.Type, "row", v.ID, "version", v.Version, "key_id", v.KeyID, "err", err)
 		return nil, &Error{Code: Internal, cause: err}

@@ -393,7 +393,7 @@ func (w *writer) delete(ctx context.Context, typ, id string, want int64) (*Outco
 	if err := w.tx.Put(ctx, v, nil); err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
-	return &Outcome{Result: Deleted, Resource: &Resource{Type: typ, ID: id, Version: v.Version, Updated: now, Deleted: true}}, nil
+	return &Outcome{Result: Deleted, Resource: &Resource{Type: typ, ID: id, Version: v.Version, Updated: now, Deleted: true, Owner: k.Owner()}}, nil
 }
 
 // write seals res as version of typ/id and stores it.
@@ -417,7 +417,7 @@ func (w *writer) write(ctx context.Context, typ, id string, version int64, res *
 	if err := w.tx.Put(ctx, v, w.s.index.Tokens(res)); err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
-	return &Resource{Type: typ, ID: id, Version: version, Updated: w.now, JSON: data}, nil
+	return &Resource{Type: typ, ID: id, Version: version, Updated: w.now, JSON: data, Owner: k.Owner()}, nil
 }
 
 // current reads and unseals the current version of the resource with row
