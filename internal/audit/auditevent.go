@@ -14,11 +14,11 @@ const (
 	systemInteraction = "http://hl7.org/fhir/restful-interaction"
 	// SystemAction names ehrvault's actions that are no FHIR interaction
 	// (import, token-create …).
-	SystemAction      = "urn:ehrvault:audit-action"
-	systemPurpose     = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-	systemEntityType  = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-	systemObjectRole  = "http://terminology.hl7.org/CodeSystem/object-role"
-	systemSourceType  = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	SystemAction     = "urn:ehrvault:audit-action"
+	systemPurpose    = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	systemEntityType = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	systemObjectRole = "http://terminology.hl7.org/CodeSystem/object-role"
+	systemSourceType = "http://terminology.hl7.org/CodeSystem/security-source-type"
 	// SystemPrincipal prefixes the identifier system of an agent, by kind
 	// (urn:ehrvault:principal:operator-token).
 	SystemPrincipal = "urn:ehrvault:principal:"

@@ -42,11 +42,12 @@ func openDB(ctx context.Context, path string, create, readOnly bool) (w, r *sql.
 	}
 	if !readOnly {
 		w = sql.OpenDB(&connector{dsn: dsn(path, url.Values{
-			"mode":          {"rw"},
-			"_txlock":       {"immediate"},
-			"_synchronous":  {"FULL"}, // an entry is on disk before its Append returns
-			"_busy_timeout": {"10000"},
-			"_cache_size":   {"-16384"},
+			"mode":             {"rw"},
+			"_txlock":          {"immediate"},
+			"_synchronous":     {"NORMAL"},
+			"_busy_timeout":    {"10000"},
+			"_cache_size":      {"-16384"},
+			"_stmt_cache_size": {"64"},
 		}), pragmas: []string{"PRAGMA journal_mode = WAL", "PRAGMA temp_store = MEMORY"}})
 		w.SetMaxOpenConns(1)
 		w.SetMaxIdleConns(1)
@@ -64,9 +65,10 @@ func openDB(ctx context.Context, path string, create, readOnly bool) (w, r *sql.
 	}
 	mode := "ro"
 	r = sql.OpenDB(&connector{dsn: dsn(path, url.Values{
-		"mode":          {mode},
-		"_query_only":   {"1"},
-		"_busy_timeout": {"10000"},
+		"mode":             {mode},
+		"_query_only":      {"1"},
+		"_busy_timeout":    {"10000"},
+		"_stmt_cache_size": {"64"},
 	})})
 	r.SetMaxOpenConns(4)
 	r.SetMaxIdleConns(4)

@@ -95,13 +95,15 @@ type Log struct {
 
 	commits, appended atomic.Int64
 	pubWG             sync.WaitGroup
+
+	idx *index // what Find searches
 }
 
 // pending is one Append waiting for its commit.
 type pending struct {
 	leaf   []byte
 	micros int64
-	tokens [][]byte
+	facts  []string // what the entry is found by, for the index
 	done   chan result
 }
 
@@ -132,7 +134,7 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 		origin: c.Origin, every: c.CheckpointEvery, interval: c.CheckpointInterval, publish: c.Publish,
 		now: c.Now, log: c.Log,
 		reqs: make(chan *pending, 4*maxBatch), signs: make(chan chan error), closing: make(chan struct{}), stopped: make(chan struct{}),
-		cache: map[int64]tlog.Hash{},
+		cache: map[int64]tlog.Hash{}, idx: newIndex(),
 	}
 	if l.every <= 0 {
 		l.every = 1000
@@ -160,6 +162,16 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	// Build the index from the entries (about 5 µs an entry here).
+	start := time.Now()
+	if err := l.catchUp(ctx, l.size); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	if l.size > 100000 {
+		l.log.Info("audit log indexed", "entries", l.size, "ms", time.Since(start).Milliseconds())
 	}
 	go l.loop()
 	return l, nil
@@ -203,39 +215,6 @@ func (l *Log) Hash(value string) string {
 	return "h:" + hex.EncodeToString(s[:16])
 }
 
-// lookupToken is the keyed hash an entry is found by for one fact.
-func lookupToken(mac *keyring.MAC, kind, value string) []byte {
-	s := mac.Sum([]byte("lookup\x00" + kind + "\x00" + value))
-	return s[:16]
-}
-
-// lookupTokens lists what e is found by: its patients, its agent, each
-// resource, its action and its outcome.
-func lookupTokens(mac *keyring.MAC, e *Entry) [][]byte {
-	var out [][]byte
-	seen := map[string]bool{}
-	add := func(kind, value string) {
-		k := kind + "\x00" + value
-		if value == "" || seen[k] {
-			return
-		}
-		seen[k] = true
-		out = append(out, lookupToken(mac, kind, value))
-	}
-	for _, p := range e.Patients() {
-		add("patient", p)
-	}
-	add("agent", e.Principal.ID)
-	for _, r := range e.Resources {
-		if r.ID != "" {
-			add("entity", r.Type+"/"+r.ID)
-		}
-	}
-	add("action", e.Action)
-	add("outcome", e.Outcome)
-	return out
-}
-
 // Append makes e durable as the next entry of the log and returns its
 // index. It returns only once the entry is committed to disk (shared with
 // other Appends in flight); an error wraps ErrUnavailable (or is
@@ -251,7 +230,7 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		rand.Read(b[:])
 		e.Request = "r-" + hex.EncodeToString(b[:])
 	}
-	p := &pending{leaf: e.Encode(), micros: e.Time.UnixMicro(), tokens: lookupTokens(l.mac, e), done: make(chan result, 1)}
+	p := &pending{leaf: e.Encode(), micros: e.Time.UnixMicro(), facts: facts(e), done: make(chan result, 1)}
 	select {
 	case <-l.closing:
 		return 0, ErrClosed
@@ -306,19 +285,23 @@ func (l *Log) loop() {
 				}
 			}
 		}
-		batch := []*pending{first}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case p := <-l.reqs:
-				batch = append(batch, p)
-			default:
-				break gather
-			}
-		}
+		batch := l.gather([]*pending{first})
 		l.write(batch)
 		l.maybeSign(false)
 	}
+}
+
+// gather adds to batch the appends waiting now.
+func (l *Log) gather(batch []*pending) []*pending {
+	for len(batch) < maxBatch {
+		select {
+		case p := <-l.reqs:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // write commits a batch and tells each Append its fate.
@@ -350,7 +333,7 @@ func entryAD(i int64) []byte {
 }
 
 // rowsPerInsert bounds the rows of one multi-row INSERT.
-const rowsPerInsert = 200
+const rowsPerInsert = 256
 
 // commit appends a batch in one transaction and returns the index of its
 // first entry.
@@ -367,11 +350,17 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 	}
 	if n != l.size {
 		// Another process (a command beside the server) appended: the
-		// cached hashes still hold, but the size must be read again.
+		// cached hashes still hold, but the size must be read again, and
+		// its entries indexed.
 		l.size = n
 	}
+	if l.idx.indexed() < n {
+		if err := l.catchUp(ctx, n); err != nil {
+			return 0, err
+		}
+	}
 	hr := &hashReader{q: tx, cache: l.cache}
-	var rows, lookups []any
+	var rows []any
 	for k, p := range batch {
 		i := n + int64(k)
 		hashes, err := tlog.StoredHashes(i, p.leaf, hr)
@@ -386,15 +375,8 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 			blob = append(blob, h[:]...)
 		}
 		rows = append(rows, i, p.micros, l.sealer.Seal(p.leaf, entryAD(i)), blob)
-		for _, t := range p.tokens {
-			lookups = append(lookups, t, i)
-		}
 	}
 	if err := insertRows(ctx, tx, "INSERT INTO entries (idx, time, sealed, hashes) VALUES ", 4, rows); err != nil {
-		l.resetCache()
-		return 0, err
-	}
-	if err := insertRows(ctx, tx, "INSERT INTO lookup (token, idx) VALUES ", 2, lookups); err != nil {
 		l.resetCache()
 		return 0, err
 	}
@@ -403,6 +385,9 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 		return 0, err
 	}
 	l.size = n + int64(len(batch))
+	for k, p := range batch {
+		l.idx.add(n+int64(k), p.micros, p.facts)
+	}
 	if len(l.cache) > 1<<16 {
 		// Only the hashes on the tree's right edge are read again; the
 		// database has them all.
@@ -413,11 +398,19 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 
 func (l *Log) resetCache() { clear(l.cache) }
 
-// insertRows inserts rows of width columns, many per statement.
+// insertRows inserts rows of width columns, many per statement. Row
+// counts are rounded down to powers of two, so that a few prepared
+// statements (cached by the driver) serve every batch.
 func insertRows(ctx context.Context, tx *sql.Tx, prefix string, width int, args []any) error {
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
 	for len(args) > 0 {
 		n := min(len(args)/width, rowsPerInsert)
+		for p := 1; ; p <<= 1 {
+			if p*2 > n {
+				n = p
+				break
+			}
+		}
 		q := prefix + strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")
 		if _, err := tx.ExecContext(ctx, q, args[:n*width]...); err != nil {
 			return err

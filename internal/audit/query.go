@@ -67,87 +67,109 @@ func contains(list []string, s string) bool {
 }
 
 // Find returns the entries f selects, in log order. It finds candidates
-// through the lookup index (or the time index) and checks every one
-// against f after opening it, so an altered index can hide entries from a
-// search but never put a wrong one in it.
+// through the in-memory index and checks every one against f after
+// opening it.
 func (l *Log) Find(ctx context.Context, f Filter) ([]Found, error) {
+	// Entries another process appended since are indexed first.
+	if n, err := l.Size(ctx); err != nil {
+		return nil, fmt.Errorf("audit: find: %w", err)
+	} else if n > l.idx.indexed() {
+		if err := l.catchUp(ctx, n); err != nil {
+			return nil, err
+		}
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	var kind, value string
+	var key string
 	switch {
 	case f.Patient != "":
-		kind, value = "patient", f.Patient
+		key = fact("patient", f.Patient)
 	case f.Entity != "":
-		kind, value = "entity", f.Entity
+		key = fact("entity", f.Entity)
 	case f.Agent != "":
-		kind, value = "agent", f.Agent
+		key = fact("agent", f.Agent)
 	case f.Action != "":
-		kind, value = "action", f.Action
+		key = fact("action", f.Action)
 	case f.Outcome != "":
-		kind, value = "outcome", f.Outcome
+		key = fact("outcome", f.Outcome)
 	}
-	var q strings.Builder
-	var args []any
-	if kind != "" {
-		q.WriteString(`SELECT e.idx, e.sealed FROM lookup k JOIN entries e ON e.idx = k.idx WHERE k.token = ? AND k.idx >= ?`)
-		args = append(args, lookupToken(l.mac, kind, value))
-	} else {
-		q.WriteString(`SELECT e.idx, e.sealed FROM entries e WHERE e.idx >= ?`)
-	}
-	from := max(f.Start, 0)
-	fromArg := len(args)
-	args = append(args, from)
+	var from, to int64
 	if !f.From.IsZero() {
-		q.WriteString(` AND e.time >= ?`)
-		args = append(args, f.From.UnixMicro())
+		from = f.From.UnixMicro()
 	}
 	if !f.To.IsZero() {
-		q.WriteString(` AND e.time < ?`)
-		args = append(args, f.To.UnixMicro())
+		to = f.To.UnixMicro()
 	}
-	q.WriteString(` ORDER BY e.idx LIMIT ?`)
-	const batch = 512
+	start := max(f.Start, 0)
 	var out []Found
 	for len(out) < limit {
-		a := append(append([]any(nil), args...), batch)
-		a[fromArg] = from
-		rows, err := l.r.QueryContext(ctx, q.String(), a...)
-		if err != nil {
-			return nil, fmt.Errorf("audit: find: %w", err)
-		}
-		n := 0
-		for rows.Next() {
-			var idx int64
-			var sealed []byte
-			if err := rows.Scan(&idx, &sealed); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("audit: find: %w", err)
-			}
-			n++
-			from = idx + 1
-			leaf, err := l.sealer.Open(sealed, entryAD(idx))
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", idx)
-			}
-			e, err := Decode(leaf)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("audit: entry %d: %w", idx, err)
-			}
-			if f.Match(e) && len(out) < limit {
-				out = append(out, Found{Index: idx, Leaf: leaf, Entry: e})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("audit: find: %w", err)
-		}
-		if n < batch {
+		cands := l.idx.candidates(key, start, from, to, min(limit-len(out), 512))
+		if len(cands) == 0 {
 			break
 		}
+		got, err := l.readEntries(ctx, cands)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range got {
+			if f.Match(x.Entry) {
+				out = append(out, x)
+			}
+		}
+		start = cands[len(cands)-1] + 1
 	}
 	return out, nil
+}
+
+// readEntries opens the entries with the given ascending indexes.
+func (l *Log) readEntries(ctx context.Context, idxs []int64) ([]Found, error) {
+	out := make([]Found, 0, len(idxs))
+	want := make(map[int64]bool, len(idxs))
+	for _, i := range idxs {
+		want[i] = true
+	}
+	lo, hi := idxs[0], idxs[len(idxs)-1]
+	var rows interface {
+		Next() bool
+		Scan(...any) error
+		Close() error
+		Err() error
+	}
+	var err error
+	if hi-lo < int64(4*len(idxs)) {
+		rows, err = l.r.QueryContext(ctx, `SELECT idx, sealed FROM entries WHERE idx >= ? AND idx <= ? ORDER BY idx`, lo, hi)
+	} else {
+		q := `SELECT idx, sealed FROM entries WHERE idx IN (` + strings.TrimSuffix(strings.Repeat("?,", len(idxs)), ",") + `) ORDER BY idx`
+		args := make([]any, len(idxs))
+		for k, i := range idxs {
+			args[k] = i
+		}
+		rows, err = l.r.QueryContext(ctx, q, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: find: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx int64
+		var sealed []byte
+		if err := rows.Scan(&idx, &sealed); err != nil {
+			return nil, fmt.Errorf("audit: find: %w", err)
+		}
+		if !want[idx] {
+			continue
+		}
+		leaf, err := l.sealer.Open(sealed, entryAD(idx))
+		if err != nil {
+			return nil, fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", idx)
+		}
+		e, err := Decode(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("audit: entry %d: %w", idx, err)
+		}
+		out = append(out, Found{Index: idx, Leaf: leaf, Entry: e})
+	}
+	return out, rows.Err()
 }

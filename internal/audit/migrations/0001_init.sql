@@ -4,30 +4,23 @@
 -- the file some other way is caught by `ehrvault audit verify`.
 
 -- The entries, in log order: idx is the entry's index in the Merkle tree
--- (its rowid, so entries are stored in order and appended at the end).
--- sealed is the entry's canonical encoding (the Merkle leaf), sealed with
--- XChaCha20-Poly1305 under a key derived from the KEK, bound to idx.
--- hashes holds the tree hashes this entry completes (golang.org/x/mod's
--- tlog.StoredHashes: the leaf hash, then one hash per level it closes),
--- 32 bytes each, so that proofs need no recomputation. time is the
--- entry's time in unix microseconds, for reports by period.
+-- (its rowid, so entries are stored in order and appended at the end, and
+-- an append writes only the last pages). sealed is the entry's canonical
+-- encoding (the Merkle leaf), sealed with XChaCha20-Poly1305 under a key
+-- derived from the KEK, bound to idx. hashes holds the tree hashes this
+-- entry completes (golang.org/x/mod's tlog.StoredHashes: the leaf hash,
+-- then one hash per level it closes), 32 bytes each, so that proofs need
+-- no recomputation. time is the entry's time in unix microseconds.
+--
+-- There is no index on anything else: each would be a random page write
+-- per entry. The server finds entries by patient, agent, resource, action
+-- and time through an index it keeps in memory, built from the entries.
 CREATE TABLE entries (
 	idx    INTEGER PRIMARY KEY,
 	time   INTEGER NOT NULL,
 	sealed BLOB    NOT NULL,
 	hashes BLOB    NOT NULL
 ) STRICT;
-
-CREATE INDEX entries_time ON entries (time);
-
--- Keyed hashes of what entries are found by (patient, agent, resource,
--- action, outcome), each with the entry it comes from. Derived data: the
--- entries are the truth, and verify checks this table against them.
-CREATE TABLE lookup (
-	token BLOB    NOT NULL,
-	idx   INTEGER NOT NULL,
-	PRIMARY KEY (token, idx)
-) WITHOUT ROWID, STRICT;
 
 -- Signed checkpoints: the tree's size and root hash in the signed-note
 -- format (golang.org/x/mod/sumdb/note), one every so many entries or
@@ -48,8 +41,6 @@ CREATE TABLE meta (
 
 CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER lookup_no_update BEFORE UPDATE ON lookup BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER lookup_no_delete BEFORE DELETE ON lookup BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;

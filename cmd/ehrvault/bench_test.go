@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ehrvault/ehrvault/internal/api"
+	"github.com/ehrvault/ehrvault/internal/records"
+	"github.com/ehrvault/ehrvault/internal/sharedtest"
+)
+
+// BenchmarkReadPath loads GET /fhir/Observation/{id} over HTTP (keep-alive
+// clients in the same process, as wrk on the same machine would be), with
+// the audit log on and off in the same run: what auditing costs a read.
+// bench/readpath.sh measures the real binary with wrk.
+func BenchmarkReadPath(b *testing.B) {
+	ts := newTestServer(b)
+	importAll(b, ts, sharedtest.Dir(b, "testdata", "synthea", "smart-r4-2019"))
+	page, err := ts.v.records.Search(context.Background(), records.SearchRequest{Type: "Observation", Count: 2000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for _, r := range page.Resources {
+		ids = append(ids, r.ID)
+	}
+	for _, mode := range []string{"off", "on"} {
+		b.Run("audit="+mode, func(b *testing.B) {
+			cfg := api.Config{Records: ts.v.records, Auth: ts.v.tokens}
+			if mode == "on" {
+				cfg.Audit, cfg.AuditLog = ts.v.audit, ts.v.audit
+			}
+			srv := httptest.NewServer(api.New(cfg))
+			defer srv.Close()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+			var n atomic.Int64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					req, _ := http.NewRequest("GET", srv.URL+"/fhir/Observation/"+ids[int(i)%len(ids)], nil)
+					req.Header.Set("Authorization", "Bearer "+ts.token)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "req/s")
+		})
+	}
+}
