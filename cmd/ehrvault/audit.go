@@ -94,11 +94,17 @@ and exits 1. It reads the file only, and may run beside a server.`)
 		}
 		witnessed = append(witnessed, b)
 	}
-	v, err := c.openForAudit(ctx, &pf)
+	if err := pf.check(); err != nil {
+		return err
+	}
+	v, err := c.unsealWith(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess, auditSettings{keysOnly: true})
 	if err != nil {
 		return err
 	}
 	defer v.Close()
+	if _, err := os.Stat(filepath.Join(v.dir, auditFileName)); err != nil {
+		return withHint(fmt.Errorf("the audit log %s is missing", filepath.Join(v.dir, auditFileName)), "restore it from a backup; a store never runs without it")
+	}
 	term := isTerminal(c.stderr)
 	start := time.Now()
 	rep, err := audit.Verify(ctx, audit.VerifyConfig{

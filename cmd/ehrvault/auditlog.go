@@ -57,6 +57,9 @@ type auditSettings struct {
 	every    int64
 	interval time.Duration
 	publish  []audit.Publisher
+	// keysOnly loads the audit keys without opening the log: for verify,
+	// which must run on a log too damaged to open.
+	keysOnly bool
 }
 
 // openAudit opens the data directory's audit log (creates it, for init).

@@ -170,6 +170,9 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		v.Close()
 		return nil, err
 	}
+	if as.keysOnly {
+		return v, nil
+	}
 	if v.audit, err = openAudit(ctx, dir, v.akeys, false, as, log); err != nil {
 		v.Close()
 		return nil, err
