@@ -26,7 +26,7 @@ const auditUsage = `Usage:
   ehrvault audit hash        --data DIR VALUE...
   ehrvault audit witness     --url URL --key KEY --state FILE [--once] [--every D]
 
-The audit log (audit.db in the data directory) holds one entry for every
+The audit log (audit.log and audit.checkpoints in the data directory) holds one entry for every
 access to health data and every security event. Its entries are the leaves
 of an RFC 6962 Merkle tree; the server signs checkpoints of the tree, and
 witnesses outside the server keep them, so that nobody can rewrite the log
@@ -135,7 +135,7 @@ and exits 1. It reads the file only, and may run beside a server.`)
 			where = fmt.Sprintf("entry %d", first)
 		}
 		return withHint(fmt.Errorf("the audit log does not verify: %d problems; the first bad one is %s", len(rep.Problems), where),
-			"treat this as a security incident: keep a copy of audit.db as it is, and compare it with a backup and with your witnesses' checkpoints")
+			"treat this as a security incident: keep a copy of audit.log and audit.checkpoints as they are, and compare it with a backup and with your witnesses' checkpoints")
 	}
 	fmt.Fprintf(c.stdout, "audit log OK: %d entries, %d checkpoints (the newest covers %d entries), verified in %s\n",
 		rep.Entries, rep.Checkpoints, rep.Signed, rep.Elapsed.Round(time.Millisecond))

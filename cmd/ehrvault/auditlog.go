@@ -17,8 +17,8 @@ import (
 )
 
 // auditFileName is the audit log of a data directory, apart from the
-// records.
-const auditFileName = "audit.db"
+// records; its checkpoints are beside it (audit.checkpoints).
+const auditFileName = "audit.log"
 
 // auditKeys are the keys of a data directory's audit log.
 type auditKeys struct {
@@ -67,6 +67,11 @@ func openAudit(ctx context.Context, dir string, ak *auditKeys, create bool, s au
 	path := filepath.Join(dir, auditFileName)
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, withHint(fmt.Errorf("the audit log %s is missing", path),
+				"ehrvault never runs without its audit log; if it was removed, restore it from a backup (a new, empty one would hide what the old one held)")
+		}
+		if _, err := os.Stat(audit.CheckpointsPath(path)); errors.Is(err, os.ErrNotExist) {
+			path = audit.CheckpointsPath(path)
 			return nil, withHint(fmt.Errorf("the audit log %s is missing", path),
 				"ehrvault never runs without its audit log; if it was removed, restore it from a backup (a new, empty one would hide what the old one held)")
 		}

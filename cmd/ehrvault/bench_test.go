@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,8 +31,12 @@ func BenchmarkReadPath(b *testing.B) {
 	for _, r := range page.Resources {
 		ids = append(ids, r.ID)
 	}
-	for _, mode := range []string{"off", "on"} {
-		b.Run("audit="+mode, func(b *testing.B) {
+	for _, c := range []struct {
+		mode  string
+		conns int
+	}{{"off", 32}, {"on", 32}, {"off", 128}, {"on", 128}} {
+		mode := c.mode
+		b.Run("audit="+mode+"/clients="+itoa(c.conns), func(b *testing.B) {
 			cfg := api.Config{Records: ts.v.records, Auth: ts.v.tokens}
 			if mode == "on" {
 				cfg.Audit, cfg.AuditLog = ts.v.audit, ts.v.audit
@@ -38,8 +44,9 @@ func BenchmarkReadPath(b *testing.B) {
 			srv := httptest.NewServer(api.New(cfg))
 			defer srv.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+			e0, c0 := ts.v.audit.Stats()
 			var n atomic.Int64
-			b.SetParallelism(16)
+			b.SetParallelism(c.conns / runtime.GOMAXPROCS(0))
 			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
@@ -61,6 +68,11 @@ func BenchmarkReadPath(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "req/s")
+			if e1, c1 := ts.v.audit.Stats(); c1 > c0 {
+				b.ReportMetric(float64(e1-e0)/float64(c1-c0), "entries/commit")
+			}
 		})
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

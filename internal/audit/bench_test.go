@@ -16,7 +16,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, par := range []int{1, 16, 64} {
 		b.Run("writers="+itoa(par*2), func(b *testing.B) { // RunParallel runs par*GOMAXPROCS goroutines
 			k := newKeys(b)
-			l := k.open(b, filepath.Join(b.TempDir(), "audit.db"), true, nil)
+			l := k.open(b, filepath.Join(b.TempDir(), "audit.log"), true, nil)
 			defer l.Close()
 			var n atomic.Int64
 			b.SetParallelism(par)
@@ -45,7 +45,7 @@ var verifySize = flag.Int("verify-size", 100000, "entries in the log BenchmarkVe
 func bigLog(b *testing.B, n int) (*keys, string) {
 	b.Helper()
 	k := newKeys(b)
-	path := filepath.Join(b.TempDir(), "audit.db")
+	path := filepath.Join(b.TempDir(), "audit.log")
 	l := k.open(b, path, true, nil)
 	var next atomic.Int64
 	done := make(chan struct{})

@@ -5,20 +5,29 @@
 //
 //	entry (canonical JSON, Entry.Encode) ──SHA-256(0x00 ‖ bytes)──▶ leaf hash
 //	leaves ──RFC 6962──▶ root ──Ed25519, signed note──▶ checkpoint
-//	entry ──XChaCha20-Poly1305, bound to its index──▶ audit.db
+//	entry ──XChaCha20-Poly1305, bound to its index──▶ audit.log
+//	checkpoints ──▶ audit.checkpoints
 //
 // # Promises
 //
-//   - Append returns only once its entry is on disk (SQLite, WAL,
-//     synchronous=FULL); concurrent Appends share commits. If the entry
+//   - Append returns only once its entry is written and fsync'ed;
+//     concurrent Appends share one write and one fsync. If the entry
 //     cannot be written, Append fails with ErrUnavailable and the caller
 //     must not go ahead (the API answers 503 and sends no data).
-//   - The log is its own file, apart from the records, and append-only
-//     through SQLite (triggers refuse UPDATE and DELETE). An edit of the
-//     file by other means is found by Verify, which names the first entry
-//     (or checkpoint) that does not match: entries are sealed under their
-//     index, their stored hashes and the checkpoints' roots are
-//     recomputed, checkpoints name the one before them.
+//   - The log is its own two files, apart from the records: the entries
+//     (audit.log) and the checkpoints (audit.checkpoints), so that cutting
+//     the end off one shows in the other. Both are only ever appended to,
+//     by whoever holds their lock (the server, a command beside it); a
+//     batch a crash interrupted was never acknowledged and is cut off at
+//     the next open. There is no interface that changes or removes a
+//     record. An edit of the files by other means is found by Verify,
+//     which names the first entry (or checkpoint) that does not match:
+//     entries are sealed under their index, their stored hashes and the
+//     checkpoints' roots are recomputed, checkpoints name the one before.
+//   - Entries are found (by patient, agent, resource, action, outcome,
+//     time) through an index in memory, built from the entries at open
+//     (a few seconds a million entries): it costs no write and holds
+//     nothing on disk.
 //   - The entry encoding is frozen (testdata/entry-v1.golden): a leaf
 //     hash, and so an inclusion proof, stays checkable forever.
 //   - Entries hold no identifying plaintext chosen by clients or patients:
@@ -39,7 +48,7 @@
 //   - Someone holding the KEK (the passphrase and the key file) can
 //     rewrite the log and sign new checkpoints: only checkpoints kept
 //     outside the server (witnesses) catch that.
-//   - The lookup index is derived data: Verify checks it as a whole and
-//     Find checks every entry it returns, but an altered index can hide
-//     entries from a search until Verify runs.
+//   - Cutting off the newest checkpoints (not entries) hides nothing but
+//     cannot be told from their never having been written; the entries
+//     stay, and are signed again.
 package audit

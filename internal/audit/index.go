@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"context"
-	"fmt"
 	"sort"
 	"sync"
 )
@@ -27,17 +25,29 @@ func fact(kind, value string) string { return kind + "\x00" + value }
 
 // facts lists what e is found by.
 func facts(e *Entry) []string {
-	var out []string
-	seen := map[string]bool{}
+	out := make([]string, 0, 4+len(e.Resources))
+	var seen map[string]bool
+	if len(e.Resources) > 16 {
+		seen = make(map[string]bool, len(e.Resources))
+	}
 	add := func(kind, value string) {
 		if value == "" {
 			return
 		}
 		f := fact(kind, value)
-		if !seen[f] {
+		if seen != nil {
+			if seen[f] {
+				return
+			}
 			seen[f] = true
-			out = append(out, f)
+		} else {
+			for _, g := range out { // few: a scan beats a map
+				if g == f {
+					return
+				}
+			}
 		}
+		out = append(out, f)
 	}
 	for _, p := range e.Patients() {
 		add("patient", p)
@@ -72,53 +82,6 @@ func (x *index) indexed() int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.size
-}
-
-// catchUp indexes the entries from the index's size up to n, reading
-// them from the database: those another process appended (a command beside
-// the server), or all of them when the log opens.
-func (l *Log) catchUp(ctx context.Context, n int64) error {
-	from := l.idx.indexed()
-	for from < n {
-		rows, err := l.r.QueryContext(ctx, `SELECT idx, time, sealed FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT 4096`, from, n)
-		if err != nil {
-			return fmt.Errorf("audit: index: %w", err)
-		}
-		got := 0
-		for rows.Next() {
-			var i, micros int64
-			var sealed []byte
-			if err := rows.Scan(&i, &micros, &sealed); err != nil {
-				rows.Close()
-				return fmt.Errorf("audit: index: %w", err)
-			}
-			if i != from {
-				rows.Close()
-				return fmt.Errorf("audit: entry %d is missing (run ehrvault audit verify)", from)
-			}
-			leaf, err := l.sealer.Open(sealed, entryAD(i))
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", i)
-			}
-			e, err := Decode(leaf)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("audit: entry %d: %w", i, err)
-			}
-			l.idx.add(i, micros, facts(e))
-			from++
-			got++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit: index: %w", err)
-		}
-		if got == 0 {
-			break
-		}
-	}
-	return nil
 }
 
 // candidates returns, in order and at most limit, the indexes at or after

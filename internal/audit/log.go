@@ -3,17 +3,20 @@ package audit
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -40,13 +43,15 @@ type Publisher interface {
 
 // Config holds what a Log is built from.
 type Config struct {
-	// Path is the audit database file (audit.db in the data directory).
+	// Path is the log file (audit.log in the data directory). The
+	// checkpoints go in a second file beside it (CheckpointsPath), so
+	// that cutting the end off one shows in the other.
 	Path string
-	// Create makes a new log; Open then refuses an existing file.
+	// Create makes a new log; Open then refuses existing files.
 	Create bool
 	// Sealer seals entries (keyring.PurposeAuditSeal).
 	Sealer *keyring.Sealer
-	// MAC makes the keyed hashes of lookups and query values
+	// MAC makes the keyed hashes of identifying values
 	// (keyring.PurposeAuditIndex).
 	MAC *keyring.MAC
 	// Signer signs checkpoints; VerifierKey is its public key in note
@@ -65,14 +70,18 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// CheckpointsPath is where the checkpoints of the log at path are.
+func CheckpointsPath(path string) string {
+	return strings.TrimSuffix(path, filepath.Ext(path)) + ".checkpoints"
+}
+
 // Log is an append-only, tamper-evident audit log. It is safe for
-// concurrent use; concurrent Appends share commits.
+// concurrent use; concurrent Appends share a write and a disk flush.
 type Log struct {
-	w, r     *sql.DB
+	f, cf    *os.File // the entries, the checkpoints
 	sealer   *keyring.Sealer
 	mac      *keyring.MAC
 	signer   note.Signer
-	verifier note.Verifier
 	vkey     string
 	origin   string
 	every    int64
@@ -87,19 +96,23 @@ type Log struct {
 	stopped chan struct{}
 	once    sync.Once
 
+	// mu guards what readers share with the writer.
+	mu      sync.RWMutex
+	end     int64   // bytes of complete records in f
+	offsets []int64 // offset of every entry's record in f
+	cend    int64   // bytes of complete records in cf
+	latest  *Checkpoint
+	idx     *index // what Find searches
+
 	// Owned by the writer goroutine.
-	size   int64
-	signed int64 // size of the newest checkpoint
-	cache  map[int64]tlog.Hash
-	first  time.Time // when the oldest unsigned entry was appended
+	cache map[int64]tlog.Hash // recent tree hashes, by stored index
+	first time.Time           // when the oldest unsigned entry was appended
 
 	commits, appended atomic.Int64
 	pubWG             sync.WaitGroup
-
-	idx *index // what Find searches
 }
 
-// pending is one Append waiting for its commit.
+// pending is one Append waiting for its batch.
 type pending struct {
 	leaf   []byte
 	micros int64
@@ -112,7 +125,7 @@ type result struct {
 	err   error
 }
 
-// maxBatch bounds how many entries share one commit.
+// maxBatch bounds how many entries share one write.
 const maxBatch = 1024
 
 // Open opens (or, with Config.Create, creates) the log and starts its
@@ -121,18 +134,12 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 	if c.Sealer == nil || c.MAC == nil || c.Signer == nil || c.VerifierKey == "" || c.Origin == "" {
 		return nil, errors.New("audit: Sealer, MAC, Signer, VerifierKey and Origin are required")
 	}
-	v, err := note.NewVerifier(c.VerifierKey)
-	if err != nil {
+	if _, err := note.NewVerifier(c.VerifierKey); err != nil {
 		return nil, fmt.Errorf("audit: verifier key: %w", err)
 	}
-	w, r, err := openDB(ctx, c.Path, c.Create, false)
-	if err != nil {
-		return nil, err
-	}
 	l := &Log{
-		w: w, r: r, sealer: c.Sealer, mac: c.MAC, signer: c.Signer, verifier: v, vkey: c.VerifierKey,
-		origin: c.Origin, every: c.CheckpointEvery, interval: c.CheckpointInterval, publish: c.Publish,
-		now: c.Now, log: c.Log,
+		sealer: c.Sealer, mac: c.MAC, signer: c.Signer, vkey: c.VerifierKey, origin: c.Origin,
+		every: c.CheckpointEvery, interval: c.CheckpointInterval, publish: c.Publish, now: c.Now, log: c.Log,
 		reqs: make(chan *pending, 4*maxBatch), signs: make(chan chan error), closing: make(chan struct{}), stopped: make(chan struct{}),
 		cache: map[int64]tlog.Hash{}, idx: newIndex(),
 	}
@@ -148,56 +155,200 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	if err := l.checkMeta(ctx); err != nil {
-		w.Close()
-		r.Close()
+	var err error
+	if l.f, err = openFile(c.Path, c.Create, headerPayload(c.Origin, c.VerifierKey)); err != nil {
 		return nil, err
 	}
-	if err := w.QueryRowContext(ctx, sizeSQL).Scan(&l.size); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("audit: %w", err)
+	if l.cf, err = openFile(CheckpointsPath(c.Path), c.Create, headerPayload(c.Origin, c.VerifierKey)); err != nil {
+		l.f.Close()
+		if c.Create {
+			os.Remove(c.Path)
+		}
+		return nil, err
 	}
-	if err := w.QueryRowContext(ctx, `SELECT coalesce(max(size), 0) FROM checkpoints`).Scan(&l.signed); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("audit: %w", err)
+	if err := l.lock(); err != nil {
+		l.closeFiles()
+		return nil, err
 	}
-	// Build the index from the entries (about 5 µs an entry here).
 	start := time.Now()
-	if err := l.catchUp(ctx, l.size); err != nil {
-		w.Close()
-		r.Close()
+	err = l.load(ctx)
+	l.unlock()
+	if err != nil {
+		l.closeFiles()
 		return nil, err
 	}
-	if l.size > 100000 {
-		l.log.Info("audit log indexed", "entries", l.size, "ms", time.Since(start).Milliseconds())
+	if n := len(l.offsets); n > 100000 {
+		l.log.Info("audit log indexed", "entries", n, "ms", time.Since(start).Milliseconds())
 	}
 	go l.loop()
 	return l, nil
 }
 
-const sizeSQL = `SELECT coalesce(max(idx) + 1, 0) FROM entries`
+// openFile opens (or creates, with its header record) one file of the log.
+func openFile(path string, create bool, header []byte) (*os.File, error) {
+	if !create {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open audit log: %w", err)
+		}
+		return f, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create audit log: %w", err)
+	}
+	if _, err := f.Write(appendRecord(nil, kindHeader, header)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create audit log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create audit log: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return f, nil
+}
 
-// checkMeta records the log's origin and verifier key in a new log, and
-// refuses to append to a log of another origin or key.
-func (l *Log) checkMeta(ctx context.Context) error {
-	want := map[string]string{"origin": l.origin, "verifier": l.vkey}
-	for k, v := range want {
-		var got string
-		err := l.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, k).Scan(&got)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			if _, err := l.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-		case err != nil:
-			return fmt.Errorf("audit: %w", err)
-		case got != v:
-			return fmt.Errorf("audit: the log's %s differs from this store's: it belongs to another data directory", k)
+func (l *Log) closeFiles() {
+	l.f.Close()
+	l.cf.Close()
+}
+
+// lock takes the exclusive lock every appender holds: the server and any
+// command beside it append to the same files in turn.
+func (l *Log) lock() error {
+	for {
+		err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
 		}
 	}
+}
+
+func (l *Log) unlock() { syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN) }
+
+// load reads both files from the start, with the lock held.
+func (l *Log) load(ctx context.Context) error {
+	for _, f := range []*os.File{l.f, l.cf} {
+		r, _, err := readRecord(f, 0, fileSize(f), nil)
+		if err != nil || r.kind != kindHeader {
+			return fmt.Errorf("audit: %s: not an ehrvault audit log, or its header is damaged", filepath.Base(f.Name()))
+		}
+		origin, vkey, err := parseHeader(r.payload)
+		if err != nil {
+			return fmt.Errorf("audit: %s: %w", filepath.Base(f.Name()), err)
+		}
+		if origin != l.origin || vkey != l.vkey {
+			return fmt.Errorf("audit: %s belongs to another data directory (its origin or key differs)", filepath.Base(f.Name()))
+		}
+		if f == l.f {
+			l.end = r.size
+		} else {
+			l.cend = r.size
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ingest(ctx, true)
+}
+
+func fileSize(f *os.File) int64 {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// ingest reads the records appended to either file since it last looked
+// (by this process, or another one), with l.mu held. locked says this
+// process holds the append lock, so that an incomplete last record is a
+// crash's leftover, cut off; otherwise it may be a write in progress, and
+// ingest stops before it.
+func (l *Log) ingest(ctx context.Context, locked bool) error {
+	size := fileSize(l.f)
+	var buf []byte
+	for l.end < size {
+		r, b, err := readRecord(l.f, l.end, size, buf)
+		buf = b
+		if errors.Is(err, errTorn) {
+			if !locked {
+				break
+			}
+			l.log.Warn("audit log: cutting off an incomplete last record (a write a crash interrupted, never acknowledged)", "bytes", size-l.end)
+			if err := l.f.Truncate(l.end); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+			l.f.Sync()
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("audit: %s: %w (run ehrvault audit verify)", filepath.Base(l.f.Name()), err)
+		}
+		if r.kind != kindEntry {
+			return fmt.Errorf("audit: a record of kind %q among the entries at byte %d (run ehrvault audit verify)", r.kind, r.off)
+		}
+		pe, err := parseEntry(r.payload)
+		i := int64(len(l.offsets))
+		if err != nil || pe.index != i {
+			return fmt.Errorf("audit: entry %d is missing or misplaced at byte %d (run ehrvault audit verify)", i, r.off)
+		}
+		leaf, err := l.sealer.Open(pe.sealed, entryAD(i))
+		if err != nil {
+			return fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", i)
+		}
+		e, err := Decode(leaf)
+		if err != nil {
+			return fmt.Errorf("audit: entry %d: %w", i, err)
+		}
+		l.offsets = append(l.offsets, r.off)
+		l.idx.add(i, e.Time.UnixMicro(), facts(e))
+		l.end += r.size
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	csize := fileSize(l.cf)
+	for l.cend < csize {
+		r, b, err := readRecord(l.cf, l.cend, csize, buf)
+		buf = b
+		if errors.Is(err, errTorn) {
+			if locked {
+				l.cf.Truncate(l.cend)
+				l.cf.Sync()
+			}
+			break
+		}
+		if err != nil || r.kind != kindCheckpoint {
+			return fmt.Errorf("audit: %s is damaged at byte %d (run ehrvault audit verify)", filepath.Base(l.cf.Name()), l.cend)
+		}
+		cp, err := ParseCheckpoint(r.payload, l.vkey)
+		if err != nil {
+			return fmt.Errorf("audit: the checkpoint at byte %d of %s: %w (run ehrvault audit verify)", r.off, filepath.Base(l.cf.Name()), err)
+		}
+		cp.Note = append([]byte(nil), cp.Note...)
+		l.latest = cp
+		l.cend += r.size
+	}
 	return nil
+}
+
+// refresh reads what another process appended since, if anything.
+func (l *Log) refresh(ctx context.Context) error {
+	l.mu.RLock()
+	stale := fileSize(l.f) > l.end || fileSize(l.cf) > l.cend
+	l.mu.RUnlock()
+	if !stale {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ingest(ctx, false)
 }
 
 // VerifierKey returns the public key that verifies the log's checkpoints,
@@ -216,10 +367,10 @@ func (l *Log) Hash(value string) string {
 }
 
 // Append makes e durable as the next entry of the log and returns its
-// index. It returns only once the entry is committed to disk (shared with
-// other Appends in flight); an error wraps ErrUnavailable (or is
-// ErrClosed), and then the event must not go ahead. Append sets e.Time and
-// e.Request if they are empty.
+// index. It returns only once the entry is written and flushed to disk
+// (shared with other Appends in flight); an error wraps ErrUnavailable
+// (or is ErrClosed), and then the event must not go ahead. Append sets
+// e.Time and e.Request if they are empty.
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
@@ -249,12 +400,12 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	return r.index, r.err
 }
 
-// Stats says how many entries and commits the log has written since Open;
-// entries/commits is how well group commit shares.
+// Stats says how many entries and batches the log has written since Open;
+// entries/commits is how well appends share.
 func (l *Log) Stats() (entries, commits int64) { return l.appended.Load(), l.commits.Load() }
 
-// loop is the writer: it gathers waiting Appends into one commit, and
-// signs checkpoints.
+// loop is the writer: it gathers waiting Appends into one write, and signs
+// checkpoints.
 func (l *Log) loop() {
 	defer close(l.stopped)
 	tick := time.NewTicker(l.interval / 4)
@@ -278,7 +429,7 @@ func (l *Log) loop() {
 			for {
 				select {
 				case p := <-l.reqs:
-					l.write([]*pending{p})
+					l.write(l.gather([]*pending{p}))
 				default:
 					l.maybeSign(true)
 					return
@@ -304,7 +455,7 @@ func (l *Log) gather(batch []*pending) []*pending {
 	return batch
 }
 
-// write commits a batch and tells each Append its fate.
+// write appends a batch and tells each Append its fate.
 func (l *Log) write(batch []*pending) {
 	start, err := l.commit(batch)
 	for k, p := range batch {
@@ -332,104 +483,89 @@ func entryAD(i int64) []byte {
 	return b
 }
 
-// rowsPerInsert bounds the rows of one multi-row INSERT.
-const rowsPerInsert = 256
-
-// commit appends a batch in one transaction and returns the index of its
-// first entry.
+// commit appends a batch to the file in one write, flushes it, and returns
+// the index of its first entry.
 func (l *Log) commit(batch []*pending) (int64, error) {
-	ctx := context.Background()
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
+	if err := l.lock(); err != nil {
 		return 0, err
 	}
-	defer tx.Rollback()
-	var n int64
-	if err := tx.QueryRowContext(ctx, sizeSQL).Scan(&n); err != nil {
+	defer l.unlock()
+	if err := l.refreshLocked(); err != nil {
 		return 0, err
 	}
-	if n != l.size {
-		// Another process (a command beside the server) appended: the
-		// cached hashes still hold, but the size must be read again, and
-		// its entries indexed.
-		l.size = n
-	}
-	if l.idx.indexed() < n {
-		if err := l.catchUp(ctx, n); err != nil {
-			return 0, err
-		}
-	}
-	hr := &hashReader{q: tx, cache: l.cache}
-	var rows []any
+	l.mu.RLock()
+	n, end := int64(len(l.offsets)), l.end
+	l.mu.RUnlock()
+	hr := &hashReader{l: l, cache: l.cache}
+	buf := make([]byte, 0, len(batch)*512)
+	offs := make([]int64, len(batch))
 	for k, p := range batch {
 		i := n + int64(k)
 		hashes, err := tlog.StoredHashes(i, p.leaf, hr)
 		if err != nil {
-			l.resetCache()
+			clear(l.cache)
 			return 0, fmt.Errorf("tree hashes of entry %d: %w", i, err)
 		}
 		base := tlog.StoredHashIndex(0, i)
-		blob := make([]byte, 0, len(hashes)*tlog.HashSize)
 		for j, h := range hashes {
 			l.cache[base+int64(j)] = h
-			blob = append(blob, h[:]...)
 		}
-		rows = append(rows, i, p.micros, l.sealer.Seal(p.leaf, entryAD(i)), blob)
+		offs[k] = end + int64(len(buf))
+		buf = appendRecord(buf, kindEntry, entryPayload(i, hashes, l.sealer.Seal(p.leaf, entryAD(i)))...)
 	}
-	if err := insertRows(ctx, tx, "INSERT INTO entries (idx, time, sealed, hashes) VALUES ", 4, rows); err != nil {
-		l.resetCache()
+	if _, err := l.f.WriteAt(buf, end); err != nil {
+		l.f.Truncate(end) // leave no part of a batch that failed
+		clear(l.cache)
 		return 0, err
 	}
-	if err := tx.Commit(); err != nil {
-		l.resetCache()
+	if err := datasync(l.f); err != nil {
+		// After a failed fsync nothing is known of what is on disk.
+		l.f.Truncate(end)
+		clear(l.cache)
 		return 0, err
 	}
-	l.size = n + int64(len(batch))
+	l.mu.Lock()
+	l.offsets = append(l.offsets, offs...)
+	l.end = end + int64(len(buf))
+	l.mu.Unlock()
 	for k, p := range batch {
 		l.idx.add(n+int64(k), p.micros, p.facts)
 	}
 	if len(l.cache) > 1<<16 {
 		// Only the hashes on the tree's right edge are read again; the
-		// database has them all.
-		l.resetCache()
+		// file has them all.
+		clear(l.cache)
 	}
 	return n, nil
 }
 
-func (l *Log) resetCache() { clear(l.cache) }
-
-// insertRows inserts rows of width columns, many per statement. Row
-// counts are rounded down to powers of two, so that a few prepared
-// statements (cached by the driver) serve every batch.
-func insertRows(ctx context.Context, tx *sql.Tx, prefix string, width int, args []any) error {
-	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
-	for len(args) > 0 {
-		n := min(len(args)/width, rowsPerInsert)
-		for p := 1; ; p <<= 1 {
-			if p*2 > n {
-				n = p
-				break
-			}
-		}
-		q := prefix + strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")
-		if _, err := tx.ExecContext(ctx, q, args[:n*width]...); err != nil {
+// datasync flushes f's data and what is needed to read it back (its
+// size) to disk: fdatasync(2), a third cheaper than fsync here (236 µs
+// against 341 µs for an 8 KB append).
+func datasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if !errors.Is(err, syscall.EINTR) {
 			return err
 		}
-		args = args[n*width:]
 	}
-	return nil
 }
 
-// querier is what hashReader reads through: a transaction or a pool.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// refreshLocked reads what another appender wrote, with the lock held.
+func (l *Log) refreshLocked() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if fileSize(l.f) == l.end && fileSize(l.cf) == l.cend {
+		return nil
+	}
+	return l.ingest(context.Background(), true)
 }
 
 // hashReader reads stored tree hashes (tlog.HashReader): the hash with
-// stored index x at level L and number m was stored by entry
-// (m+1)<<L - 1, at offset L of its hashes.
+// stored index x, at level L with number m, was stored by entry
+// (m+1)<<L - 1, as the L-th of its hashes.
 type hashReader struct {
-	q     querier
+	l     *Log
 	cache map[int64]tlog.Hash // may be nil
 }
 
@@ -442,14 +578,16 @@ func (h *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 		level, m := tlog.SplitStoredHashIndex(x)
 		rec := (m+1)<<level - 1
-		var blob []byte
-		if err := h.q.QueryRowContext(context.Background(), `SELECT hashes FROM entries WHERE idx = ?`, rec).Scan(&blob); err != nil {
+		h.l.mu.RLock()
+		if rec >= int64(len(h.l.offsets)) {
+			h.l.mu.RUnlock()
+			return nil, fmt.Errorf("read tree hash %d: entry %d is not in the log", x, rec)
+		}
+		off := h.l.offsets[rec]
+		h.l.mu.RUnlock()
+		if _, err := h.l.f.ReadAt(out[k][:], off+recordHead+entryHead+int64(level)*tlog.HashSize); err != nil {
 			return nil, fmt.Errorf("read tree hash %d (entry %d): %w", x, rec, err)
 		}
-		if len(blob) < (level+1)*tlog.HashSize {
-			return nil, fmt.Errorf("read tree hash %d: entry %d stores too few hashes", x, rec)
-		}
-		copy(out[k][:], blob[level*tlog.HashSize:])
 		if h.cache != nil {
 			h.cache[x] = out[k]
 		}
@@ -460,7 +598,12 @@ func (h *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // maybeSign signs a checkpoint when enough entries or time passed since
 // the last one (or, with final, whenever the log grew).
 func (l *Log) maybeSign(final bool) {
-	grown := l.size - l.signed
+	l.mu.RLock()
+	grown := int64(len(l.offsets))
+	if l.latest != nil {
+		grown -= l.latest.Size
+	}
+	l.mu.RUnlock()
 	if grown <= 0 {
 		return
 	}
@@ -468,7 +611,7 @@ func (l *Log) maybeSign(final bool) {
 		return
 	}
 	if _, err := l.sign(); err != nil {
-		l.log.Error("audit checkpoint failed", "size", l.size, "err", err)
+		l.log.Error("audit checkpoint failed", "err", err)
 		return
 	}
 	l.first = time.Time{}
@@ -486,24 +629,23 @@ type Checkpoint struct {
 
 // sign signs a checkpoint of the whole log now, stores and publishes it.
 func (l *Log) sign() (*Checkpoint, error) {
-	ctx := context.Background()
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
+	if err := l.lock(); err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
-	var n, prev int64
-	if err := tx.QueryRowContext(ctx, sizeSQL).Scan(&n); err != nil {
+	defer l.unlock()
+	if err := l.refreshLocked(); err != nil {
 		return nil, err
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(size), 0) FROM checkpoints`).Scan(&prev); err != nil {
-		return nil, err
+	l.mu.RLock()
+	n, prev, cend := int64(len(l.offsets)), int64(0), l.cend
+	if l.latest != nil {
+		prev = l.latest.Size
 	}
+	l.mu.RUnlock()
 	if n <= prev {
-		l.signed = prev
 		return nil, nil
 	}
-	root, err := tlog.TreeHash(n, &hashReader{q: tx, cache: l.cache})
+	root, err := tlog.TreeHash(n, &hashReader{l: l, cache: l.cache})
 	if err != nil {
 		return nil, err
 	}
@@ -513,14 +655,19 @@ func (l *Log) sign() (*Checkpoint, error) {
 		return nil, err
 	}
 	cp.Note = msg
-	if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints (size, time, note) VALUES (?, ?, ?)`, n, cp.Time.Unix(), msg); err != nil {
+	rec := appendRecord(nil, kindCheckpoint, msg)
+	if _, err := l.cf.WriteAt(rec, cend); err != nil {
+		l.cf.Truncate(cend)
 		return nil, err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := l.cf.Sync(); err != nil {
+		l.cf.Truncate(cend)
 		return nil, err
 	}
-	l.signed = n
-	l.size = max(l.size, n)
+	l.mu.Lock()
+	l.latest = cp
+	l.cend = cend + int64(len(rec))
+	l.mu.Unlock()
 	for _, p := range l.publish {
 		l.pubWG.Add(1)
 		go func(p Publisher) {
@@ -587,15 +734,12 @@ func ParseCheckpoint(msg []byte, vkey string) (*Checkpoint, error) {
 
 // Latest returns the newest signed checkpoint, or nil before the first.
 func (l *Log) Latest(ctx context.Context) (*Checkpoint, error) {
-	var msg []byte
-	err := l.r.QueryRowContext(ctx, `SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := l.refresh(ctx); err != nil {
 		return nil, err
 	}
-	return ParseCheckpoint(msg, l.vkey)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.latest, nil
 }
 
 // Sign signs a checkpoint of everything appended so far, unless the
@@ -616,42 +760,76 @@ func (l *Log) Sign(ctx context.Context) (*Checkpoint, error) {
 }
 
 // Close writes what is queued, signs a last checkpoint, waits for the
-// publishers and closes the database.
+// publishers and closes the files.
 func (l *Log) Close() error {
 	l.once.Do(func() { close(l.closing) })
 	<-l.stopped
 	l.pubWG.Wait()
-	return errors.Join(l.w.Close(), l.r.Close())
+	return errors.Join(l.f.Close(), l.cf.Close())
 }
 
 // Size returns the number of entries in the log.
 func (l *Log) Size(ctx context.Context) (int64, error) {
-	var n int64
-	err := l.r.QueryRowContext(ctx, sizeSQL).Scan(&n)
-	return n, err
+	if err := l.refresh(ctx); err != nil {
+		return 0, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return int64(len(l.offsets)), nil
 }
 
 // ReadEntry returns entry i: its canonical bytes (the Merkle leaf) and
 // their decoding.
 func (l *Log) ReadEntry(ctx context.Context, i int64) ([]byte, *Entry, error) {
-	var sealed []byte
-	err := l.r.QueryRowContext(ctx, `SELECT sealed FROM entries WHERE idx = ?`, i).Scan(&sealed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, ErrNoEntry
-	}
+	n, err := l.Size(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	leaf, err := l.sealer.Open(sealed, entryAD(i))
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", i)
+	if i < 0 || i >= n {
+		return nil, nil, ErrNoEntry
 	}
-	e, err := Decode(leaf)
+	got, err := l.readEntries(ctx, []int64{i})
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: entry %d: %w", i, err)
+		return nil, nil, err
 	}
-	return leaf, e, nil
+	return got[0].Leaf, got[0].Entry, nil
+}
+
+// readEntries opens the entries with the given indexes, in order.
+func (l *Log) readEntries(ctx context.Context, idxs []int64) ([]Found, error) {
+	out := make([]Found, 0, len(idxs))
+	var buf []byte
+	for _, i := range idxs {
+		l.mu.RLock()
+		if i < 0 || i >= int64(len(l.offsets)) {
+			l.mu.RUnlock()
+			return nil, ErrNoEntry
+		}
+		off, end := l.offsets[i], l.end
+		l.mu.RUnlock()
+		r, b, err := readRecord(l.f, off, end, buf)
+		buf = b
+		if err != nil {
+			return nil, fmt.Errorf("audit: entry %d: %w", i, err)
+		}
+		pe, err := parseEntry(r.payload)
+		if err != nil || pe.index != i {
+			return nil, fmt.Errorf("audit: entry %d is damaged (run ehrvault audit verify)", i)
+		}
+		leaf, err := l.sealer.Open(pe.sealed, entryAD(i))
+		if err != nil {
+			return nil, fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", i)
+		}
+		e, err := Decode(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("audit: entry %d: %w", i, err)
+		}
+		out = append(out, Found{Index: i, Leaf: leaf, Entry: e})
+	}
+	return out, nil
 }
 
 // ErrNoEntry is returned for an index past the end of the log.
 var ErrNoEntry = errors.New("audit: no such entry")
+
+var _ io.ReaderAt = (*os.File)(nil)

@@ -41,7 +41,7 @@ func (l *Log) ProveInclusion(ctx context.Context, index, size int64) (*Inclusion
 	if index < 0 || index >= size {
 		return nil, fmt.Errorf("%w: entry %d is not in a tree of %d entries", ErrRange, index, size)
 	}
-	hr := &hashReader{q: l.r}
+	hr := &hashReader{l: l}
 	p, err := tlog.ProveRecord(size, index, hr)
 	if err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to int64) (*Consistenc
 	if from < 1 || from > to {
 		return nil, fmt.Errorf("%w: a consistency proof needs 1 <= from <= to (%d, %d)", ErrRange, from, to)
 	}
-	hr := &hashReader{q: l.r}
+	hr := &hashReader{l: l}
 	p, err := tlog.ProveTree(to, from, hr)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,6 @@ package audit
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 )
 
@@ -71,12 +69,8 @@ func contains(list []string, s string) bool {
 // opening it.
 func (l *Log) Find(ctx context.Context, f Filter) ([]Found, error) {
 	// Entries another process appended since are indexed first.
-	if n, err := l.Size(ctx); err != nil {
-		return nil, fmt.Errorf("audit: find: %w", err)
-	} else if n > l.idx.indexed() {
-		if err := l.catchUp(ctx, n); err != nil {
-			return nil, err
-		}
+	if err := l.refresh(ctx); err != nil {
+		return nil, err
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -121,55 +115,4 @@ func (l *Log) Find(ctx context.Context, f Filter) ([]Found, error) {
 		start = cands[len(cands)-1] + 1
 	}
 	return out, nil
-}
-
-// readEntries opens the entries with the given ascending indexes.
-func (l *Log) readEntries(ctx context.Context, idxs []int64) ([]Found, error) {
-	out := make([]Found, 0, len(idxs))
-	want := make(map[int64]bool, len(idxs))
-	for _, i := range idxs {
-		want[i] = true
-	}
-	lo, hi := idxs[0], idxs[len(idxs)-1]
-	var rows interface {
-		Next() bool
-		Scan(...any) error
-		Close() error
-		Err() error
-	}
-	var err error
-	if hi-lo < int64(4*len(idxs)) {
-		rows, err = l.r.QueryContext(ctx, `SELECT idx, sealed FROM entries WHERE idx >= ? AND idx <= ? ORDER BY idx`, lo, hi)
-	} else {
-		q := `SELECT idx, sealed FROM entries WHERE idx IN (` + strings.TrimSuffix(strings.Repeat("?,", len(idxs)), ",") + `) ORDER BY idx`
-		args := make([]any, len(idxs))
-		for k, i := range idxs {
-			args[k] = i
-		}
-		rows, err = l.r.QueryContext(ctx, q, args...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("audit: find: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var idx int64
-		var sealed []byte
-		if err := rows.Scan(&idx, &sealed); err != nil {
-			return nil, fmt.Errorf("audit: find: %w", err)
-		}
-		if !want[idx] {
-			continue
-		}
-		leaf, err := l.sealer.Open(sealed, entryAD(idx))
-		if err != nil {
-			return nil, fmt.Errorf("audit: entry %d does not open: altered or damaged (run ehrvault audit verify)", idx)
-		}
-		e, err := Decode(leaf)
-		if err != nil {
-			return nil, fmt.Errorf("audit: entry %d: %w", idx, err)
-		}
-		out = append(out, Found{Index: idx, Leaf: leaf, Entry: e})
-	}
-	return out, rows.Err()
 }

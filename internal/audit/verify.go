@@ -1,9 +1,15 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -24,8 +30,8 @@ type VerifyConfig struct {
 	// witness, or saved by hand): Verify proves the log has only been
 	// appended to since each.
 	Witnessed [][]byte
-	// Progress, if set, is called now and then with the entries checked
-	// and the total.
+	// Progress, if set, is called now and then with the bytes checked and
+	// the total.
 	Progress func(done, total int64)
 }
 
@@ -93,8 +99,7 @@ func (r *VerifyReport) FirstBad() int64 {
 //
 //   - every entry opens under its own index (an entry altered, moved,
 //     inserted or removed does not), and indexes run without gaps;
-//   - every entry's stored tree hashes and time column match what its
-//     content gives (recomputed with github.com/transparency-dev/merkle,
+//   - every entry's stored tree hashes match what its content gives (recomputed with github.com/transparency-dev/merkle,
 //     not the golang.org/x/mod code that wrote them);
 //   - every checkpoint's signature verifies, its root is the root of the
 //     recomputed tree at its size, and each names the one before (so a
@@ -105,18 +110,36 @@ func (r *VerifyReport) FirstBad() int64 {
 //
 // Checkpoints all check against one recomputed tree, so they are
 // consistent with each other whenever they all match. Verify opens the
-// file read-only and may run beside a server. The error is for a log it
+// files read-only and may run beside a server. The error is for a log it
 // cannot read at all; everything else is in the VerifyReport.
 func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 	start := time.Now()
-	_, r, err := openDB(ctx, c.Path, false, true)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
 	rep := &VerifyReport{}
 	bad := func(entry, cp int64, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{Entry: entry, Checkpoint: cp, What: fmt.Sprintf(format, args...)})
+	}
+	f, err := os.Open(c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open the audit log: %w", err)
+	}
+	defer f.Close()
+	cf, err := os.Open(CheckpointsPath(c.Path))
+	if err != nil {
+		return nil, fmt.Errorf("open the audit log's checkpoints: %w", err)
+	}
+	defer cf.Close()
+	for _, file := range []*os.File{f, cf} {
+		r, _, err := readRecord(file, 0, fileSize(file), nil)
+		if err != nil || r.kind != kindHeader {
+			return nil, fmt.Errorf("%s: not an ehrvault audit log, or its header is damaged", filepath.Base(file.Name()))
+		}
+		origin, vkey, err := parseHeader(r.payload)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Base(file.Name()), err)
+		}
+		if origin != c.Origin || vkey != c.VerifierKey {
+			bad(-1, -1, "%s names another log or key in its header: it was replaced or altered", filepath.Base(file.Name()))
+		}
 	}
 
 	// The checkpoints, in order; each must verify and name the one before.
@@ -126,36 +149,44 @@ func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 		witnessed bool
 	}
 	var wants []want
-	rows, err := r.QueryContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size`)
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoints: %w", err)
-	}
+	csize := fileSize(cf)
+	off := int64(0)
 	prev := int64(0)
-	for rows.Next() {
-		var size int64
-		var msg []byte
-		if err := rows.Scan(&size, &msg); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read checkpoints: %w", err)
+	var buf []byte
+	for {
+		r, b, err := readRecord(cf, off, csize, buf)
+		buf = b
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		cp, err := ParseCheckpoint(msg, c.VerifierKey)
+		if err != nil {
+			bad(-1, -1, "the checkpoints file is damaged at byte %d: %v", off, err)
+			break
+		}
+		off += r.size
+		if r.kind == kindHeader {
+			continue
+		}
+		if r.kind != kindCheckpoint {
+			bad(-1, -1, "a record of kind %q among the checkpoints at byte %d", r.kind, r.off)
+			continue
+		}
+		cp, err := ParseCheckpoint(r.payload, c.VerifierKey)
 		switch {
 		case err != nil:
-			bad(-1, size, "%v: it was altered, or signed by another key", err)
+			bad(-1, -1, "the checkpoint at byte %d of the checkpoints file: %v: it was altered, or signed by another key", r.off, err)
+			continue
 		case cp.Origin != c.Origin:
-			bad(-1, size, "names another log (%q)", cp.Origin)
-		case cp.Size != size:
-			bad(-1, size, "its signed size is %d: the row was altered", cp.Size)
-		default:
-			if cp.Prev != prev {
-				bad(-1, size, "names %d as the checkpoint before it, but the one before is %d: a checkpoint was removed or altered", cp.Prev, prev)
-			}
-			rep.Checkpoints++
-			wants = append(wants, want{size: size, root: cp.Root[:]})
+			bad(-1, cp.Size, "names another log (%q)", cp.Origin)
+			continue
 		}
-		prev = size
+		if cp.Prev != prev {
+			bad(-1, cp.Size, "names %d as the checkpoint before it, but the one before is %d: a checkpoint was removed or altered", cp.Prev, prev)
+		}
+		rep.Checkpoints++
+		wants = append(wants, want{size: cp.Size, root: append([]byte(nil), cp.Root[:]...)})
+		prev = cp.Size
 	}
-	rows.Close()
 	for k, msg := range c.Witnessed {
 		cp, err := ParseCheckpoint(msg, c.VerifierKey)
 		if err != nil {
@@ -170,18 +201,14 @@ func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 	}
 	sort.SliceStable(wants, func(i, j int) bool { return wants[i].size < wants[j].size })
 
-	var total int64
-	if err := r.QueryRowContext(ctx, sizeSQL).Scan(&total); err != nil {
-		return nil, fmt.Errorf("read the log: %w", err)
-	}
 	hasher := rfc6962.DefaultHasher
 	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
 	cr := rf.NewEmptyRange(0)
 	var stored []byte
-	next := 0                   // next want to check
-	lastGood := int64(0)        // size of the last checkpoint that matched
-	broken := false             // the tree can no longer be recomputed
-	check := func(size int64) { // compare roots of the wants at size
+	next := 0            // next want to check
+	lastGood := int64(0) // size of the last checkpoint that matched
+	broken := false      // the tree can no longer be recomputed
+	check := func(size int64) {
 		for next < len(wants) && wants[next].size <= size {
 			w := wants[next]
 			next++
@@ -210,67 +237,87 @@ func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 		}
 	}
 	check(0)
-	rows, err = r.QueryContext(ctx, `SELECT idx, time, sealed, hashes FROM entries ORDER BY idx`)
-	if err != nil {
-		return nil, fmt.Errorf("read entries: %w", err)
-	}
+	size := fileSize(f)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+	head := make([]byte, recordHead)
 	i := int64(0)
-	for rows.Next() {
-		var idx, micros int64
-		var sealed, hashes []byte
-		if err := rows.Scan(&idx, &micros, &sealed, &hashes); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read entries: %w", err)
-		}
-		if broken {
-			i++
-			continue
-		}
-		if idx != i {
-			bad(i, -1, "missing: the log jumps from entry %d to %d (entries removed, or an index altered)", i-1, idx)
+	pos := int64(0)
+	total := size // bytes, for progress
+	for !broken {
+		if _, err := io.ReadFull(br, head); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			bad(i, -1, "the log ends in the middle of a record (at byte %d): cut short", pos)
 			broken = true
+			break
+		}
+		n := int(binary.BigEndian.Uint32(head[1:]))
+		if (head[0] != kindHeader && head[0] != kindEntry) || n > maxRecord {
+			bad(i, -1, "no entry record starts at byte %d: the file was altered or damaged there", pos)
+			broken = true
+			break
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			bad(i, -1, "the log ends in the middle of a record (at byte %d): cut short", pos)
+			broken = true
+			break
+		}
+		pos += int64(recordHead + n)
+		if head[0] == kindHeader {
+			if pos != int64(recordHead+n) {
+				bad(i, -1, "a second header in the log at byte %d: records were inserted", pos-int64(recordHead+n))
+				broken = true
+			}
 			continue
 		}
-		leaf, err := c.Sealer.Open(sealed, entryAD(i))
+		pe, err := parseEntry(buf)
+		if err != nil {
+			bad(i, -1, "%v", err)
+			broken = true
+			break
+		}
+		if pe.index != i {
+			if pe.index > i {
+				bad(i, -1, "missing: the log jumps from entry %d to %d (entries removed, or an index altered)", i-1, pe.index)
+			} else {
+				bad(i, -1, "the record where entry %d belongs holds entry %d: entries were inserted, repeated or moved", i, pe.index)
+			}
+			broken = true
+			break
+		}
+		leaf, err := c.Sealer.Open(pe.sealed, entryAD(i))
 		if err != nil {
 			bad(i, -1, "does not open under its index: altered, moved, inserted or damaged")
 			broken = true
-			i++
-			continue
+			break
 		}
-		e, err := Decode(leaf)
-		if err != nil {
+		if _, err := Decode(leaf); err != nil {
 			bad(i, -1, "opens but does not decode: %v", err)
-		} else {
-			if e.Time.UnixMicro() != micros {
-				bad(i, -1, "its time column differs from the sealed entry's time: the column was altered")
-			}
 		}
 		stored = stored[:0]
 		if err := cr.Append(hasher.HashLeaf(leaf), func(_ compact.NodeID, h []byte) { stored = append(stored, h...) }); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("recompute the tree: %w", err)
 		}
-		if !bytes.Equal(stored, hashes) {
+		if !bytes.Equal(stored, pe.hashes) {
 			bad(i, -1, "its stored tree hashes differ from its content's: they were altered (proofs would be wrong)")
 		}
 		i++
 		rep.Entries = i
 		check(i)
 		if c.Progress != nil && i%65536 == 0 {
-			c.Progress(i, total)
+			c.Progress(pos, total)
 		}
 		if i%4096 == 0 && ctx.Err() != nil {
-			rows.Close()
 			return nil, ctx.Err()
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read entries: %w", err)
-	}
-	rows.Close()
 	if c.Progress != nil {
-		c.Progress(i, total)
+		c.Progress(total, total)
 	}
 	for ; !broken && next < len(wants); next++ {
 		w := wants[next]
@@ -279,7 +326,7 @@ func Verify(ctx context.Context, c VerifyConfig) (*VerifyReport, error) {
 			if w.witnessed {
 				what = "witnessed checkpoint"
 			}
-			bad(min(i, total), w.size, "the log ends at entry %d but a %s covers %d entries: the log was truncated", i, what, w.size)
+			bad(i, w.size, "the log ends at entry %d but a %s covers %d entries: the log was truncated", i, what, w.size)
 			break
 		}
 	}
