@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/ehrvault/ehrvault/internal/api"
@@ -136,6 +137,18 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front", "addr", addr.String())
 	}
 	url := "http://" + addr.String() + api.Base
+	// The server's start, with the settings that decide what is served
+	// and audited, is itself an audited event (a configuration change).
+	start := &audit.Entry{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess, Detail: []audit.Param{
+		{Name: "listen", Value: addr.String()}, {Name: "version", Value: version},
+		{Name: "max-body", Value: strconv.FormatInt(sf.maxBody, 10)},
+		{Name: "audit-checkpoint-every", Value: strconv.FormatInt(sf.cpEvery, 10)},
+		{Name: "audit-checkpoint-interval", Value: sf.cpInterval.String()},
+		{Name: "audit-publish", Value: strconv.Itoa(len(v.auditPublishers(sf)))},
+	}}
+	if err := v.auditCommand(ctx, start); err != nil {
+		return err
+	}
 	log.Info("serving FHIR R4", "url", url, "data", v.dir)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -153,7 +166,19 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	return nil
+	return v.auditCommand(context.Background(), &audit.Entry{Action: audit.ActionServerStop, Outcome: audit.OutcomeSuccess})
+}
+
+// auditPublishers lists where checkpoints go, by kind.
+func (v *vault) auditPublishers(sf *serveFlags) []string {
+	var out []string
+	if sf.publishFile != "" {
+		out = append(out, "file")
+	}
+	if sf.webhook != "" {
+		out = append(out, "webhook")
+	}
+	return out
 }
 
 // searchParams lists the search parameters of a type for /metadata.

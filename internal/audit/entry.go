@@ -85,6 +85,8 @@ const (
 	ActionTokenRevoke = "token-revoke"
 	ActionAuditRead   = "audit-read"
 	ActionStoreInit   = "store-init"
+	ActionServerStart = "server-start"
+	ActionServerStop  = "server-stop"
 )
 
 // The outcomes.
