@@ -54,9 +54,10 @@ func loadAuditKeys(ctx context.Context, keys *keyring.Keyring, kp *keyring.FileP
 
 // auditSettings are the operator's choices for the audit log.
 type auditSettings struct {
-	every    int64
-	interval time.Duration
-	publish  []audit.Publisher
+	every      int64
+	interval   time.Duration
+	flushEvery time.Duration
+	publish    []audit.Publisher
 	// keysOnly loads the audit keys without opening the log: for verify,
 	// which must run on a log too damaged to open.
 	keysOnly bool
@@ -78,7 +79,7 @@ func openAudit(ctx context.Context, dir string, ak *auditKeys, create bool, s au
 	}
 	c := ak.cfg
 	c.Path, c.Create = path, create
-	c.CheckpointEvery, c.CheckpointInterval, c.Publish = s.every, s.interval, s.publish
+	c.CheckpointEvery, c.CheckpointInterval, c.Publish, c.FlushEvery = s.every, s.interval, s.publish, s.flushEvery
 	c.Log = log
 	l, err := audit.Open(ctx, c)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ehrvault/ehrvault/internal/api"
+	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/sharedtest"
 )
@@ -34,17 +36,27 @@ func BenchmarkReadPath(b *testing.B) {
 	for _, c := range []struct {
 		mode  string
 		conns int
-	}{{"off", 32}, {"on", 32}, {"off", 128}, {"on", 128}} {
+	}{{"off", 32}, {"on", 32}, {"on-flush-50ms", 32}, {"off", 128}, {"on", 128}, {"on-flush-50ms", 128}} {
 		mode := c.mode
 		b.Run("audit="+mode+"/clients="+itoa(c.conns), func(b *testing.B) {
 			cfg := api.Config{Records: ts.v.records, Auth: ts.v.tokens}
-			if mode == "on" {
-				cfg.Audit, cfg.AuditLog = ts.v.audit, ts.v.audit
+			al := ts.v.audit
+			if mode == "on-flush-50ms" {
+				c := ts.v.akeys.cfg
+				c.Path, c.Create, c.FlushEvery = filepath.Join(b.TempDir(), "audit.log"), true, 50*time.Millisecond
+				var err error
+				if al, err = audit.Open(context.Background(), c); err != nil {
+					b.Fatal(err)
+				}
+				defer al.Close()
+			}
+			if mode != "off" {
+				cfg.Audit, cfg.AuditLog = al, al
 			}
 			srv := httptest.NewServer(api.New(cfg))
 			defer srv.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
-			e0, c0 := ts.v.audit.Stats()
+			e0, c0 := al.Stats()
 			var n atomic.Int64
 			b.SetParallelism(c.conns / runtime.GOMAXPROCS(0))
 			b.ResetTimer()
@@ -68,7 +80,7 @@ func BenchmarkReadPath(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "req/s")
-			if e1, c1 := ts.v.audit.Stats(); c1 > c0 {
+			if e1, c1 := al.Stats(); c1 > c0 {
 				b.ReportMetric(float64(e1-e0)/float64(c1-c0), "entries/commit")
 			}
 		})

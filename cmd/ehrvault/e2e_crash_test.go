@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
 )
@@ -171,6 +172,14 @@ func TestKillNineServerLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged to %d resources before kill -9; all there after restart", len(acked), len(latest))
 	checkAllOpen(t, v, "Patient")
+	// Nothing was answered before its audit entry was on disk.
+	found, err := v.audit.Find(ctx, audit.Filter{Action: "update", Outcome: audit.OutcomeSuccess, Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) < len(acked) {
+		t.Errorf("%d writes were acknowledged but only %d have audit entries", len(acked), len(found))
+	}
 }
 
 // checkAllOpen reads every current resource of typ and each version of

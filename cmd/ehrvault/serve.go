@@ -28,6 +28,7 @@ type serveFlags struct {
 	cpInterval  time.Duration
 	publishFile string
 	webhook     string
+	flushEvery  time.Duration
 }
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
@@ -39,13 +40,17 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.cpInterval, "audit-checkpoint-interval", 10*time.Second, "or this long after the first unsigned entry")
 	fs.StringVar(&s.publishFile, "audit-publish-file", "", "write each new audit checkpoint to this `file` (replaced atomically), for a witness to keep")
 	fs.StringVar(&s.webhook, "audit-webhook", "", "POST each new audit checkpoint (text/plain) to this `URL`")
+	fs.DurationVar(&s.flushEvery, "audit-flush-every", 0, "0: flush each batch of audit entries to disk before its responses (survives power loss); a `duration` such as 50ms: answer once the OS holds the entries (they survive a crash of ehrvault, not of the machine) and flush them at most that long after")
 }
 
 // auditSettings turns the flags into the audit log's settings.
 func (s *serveFlags) auditSettings() (auditSettings, error) {
-	as := auditSettings{every: s.cpEvery, interval: s.cpInterval}
+	as := auditSettings{every: s.cpEvery, interval: s.cpInterval, flushEvery: s.flushEvery}
 	if s.cpEvery < 1 || s.cpInterval < time.Second {
 		return as, usagef("--audit-checkpoint-every must be at least 1 and --audit-checkpoint-interval at least 1s")
+	}
+	if s.flushEvery < 0 || s.flushEvery > time.Second {
+		return as, usagef("--audit-flush-every must be between 0 and 1s")
 	}
 	if s.publishFile != "" {
 		as.publish = append(as.publish, &audit.FilePublisher{Path: s.publishFile})
@@ -145,6 +150,7 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		{Name: "audit-checkpoint-every", Value: strconv.FormatInt(sf.cpEvery, 10)},
 		{Name: "audit-checkpoint-interval", Value: sf.cpInterval.String()},
 		{Name: "audit-publish", Value: strconv.Itoa(len(v.auditPublishers(sf)))},
+		{Name: "audit-flush-every", Value: sf.flushEvery.String()},
 	}}
 	if err := v.auditCommand(ctx, start); err != nil {
 		return err

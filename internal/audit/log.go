@@ -64,7 +64,12 @@ type Config struct {
 	// and 10 s if zero).
 	CheckpointEvery    int64
 	CheckpointInterval time.Duration
-	Publish            []Publisher
+	// FlushEvery, when not zero, acknowledges an entry once it is written
+	// to the file (in the operating system's hands: it survives a crash of
+	// the server, not of the machine) and flushes the file to disk at most
+	// that long after; zero flushes every batch before acknowledging it.
+	FlushEvery time.Duration
+	Publish    []Publisher
 	// Now is the clock entries are stamped by (time.Now if nil).
 	Now func() time.Time
 	Log *slog.Logger
@@ -86,6 +91,8 @@ type Log struct {
 	origin   string
 	every    int64
 	interval time.Duration
+	flush    time.Duration // Config.FlushEvery
+	dirty    bool          // written since the last flush (writer only)
 	publish  []Publisher
 	now      func() time.Time
 	log      *slog.Logger
@@ -139,7 +146,7 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 	}
 	l := &Log{
 		sealer: c.Sealer, mac: c.MAC, signer: c.Signer, vkey: c.VerifierKey, origin: c.Origin,
-		every: c.CheckpointEvery, interval: c.CheckpointInterval, publish: c.Publish, now: c.Now, log: c.Log,
+		every: c.CheckpointEvery, interval: c.CheckpointInterval, flush: c.FlushEvery, publish: c.Publish, now: c.Now, log: c.Log,
 		reqs: make(chan *pending, 4*maxBatch), signs: make(chan chan error), closing: make(chan struct{}), stopped: make(chan struct{}),
 		cache: map[int64]tlog.Hash{}, idx: newIndex(),
 	}
@@ -410,12 +417,21 @@ func (l *Log) loop() {
 	defer close(l.stopped)
 	tick := time.NewTicker(l.interval / 4)
 	defer tick.Stop()
+	var flushes <-chan time.Time
+	if l.flush > 0 {
+		ft := time.NewTicker(l.flush)
+		defer ft.Stop()
+		flushes = ft.C
+	}
 	for {
 		var first *pending
 		select {
 		case first = <-l.reqs:
 		case <-tick.C:
 			l.maybeSign(false)
+			continue
+		case <-flushes:
+			l.flushNow()
 			continue
 		case done := <-l.signs:
 			_, err := l.sign()
@@ -431,6 +447,7 @@ func (l *Log) loop() {
 				case p := <-l.reqs:
 					l.write(l.gather([]*pending{p}))
 				default:
+					l.flushNow()
 					l.maybeSign(true)
 					return
 				}
@@ -518,11 +535,15 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 		clear(l.cache)
 		return 0, err
 	}
-	if err := datasync(l.f); err != nil {
-		// After a failed fsync nothing is known of what is on disk.
-		l.f.Truncate(end)
-		clear(l.cache)
-		return 0, err
+	if l.flush == 0 {
+		if err := datasync(l.f); err != nil {
+			// After a failed fsync nothing is known of what is on disk.
+			l.f.Truncate(end)
+			clear(l.cache)
+			return 0, err
+		}
+	} else {
+		l.dirty = true
 	}
 	l.mu.Lock()
 	l.offsets = append(l.offsets, offs...)
@@ -537,6 +558,18 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 		clear(l.cache)
 	}
 	return n, nil
+}
+
+// flushNow flushes what was written since the last flush (FlushEvery).
+func (l *Log) flushNow() {
+	if !l.dirty {
+		return
+	}
+	if err := datasync(l.f); err != nil {
+		l.log.Error("audit log flush failed", "err", err)
+		return
+	}
+	l.dirty = false
 }
 
 // datasync flushes f's data and what is needed to read it back (its
@@ -644,6 +677,11 @@ func (l *Log) sign() (*Checkpoint, error) {
 	l.mu.RUnlock()
 	if n <= prev {
 		return nil, nil
+	}
+	// A checkpoint never covers entries that are not on disk.
+	l.flushNow()
+	if l.dirty {
+		return nil, errors.New("the entries could not be flushed")
 	}
 	root, err := tlog.TreeHash(n, &hashReader{l: l, cache: l.cache})
 	if err != nil {

@@ -412,3 +412,26 @@ func utf8Valid(ss ...string) bool {
 	}
 	return true
 }
+
+// TestFlushEvery: with FlushEvery the log acknowledges before it flushes,
+// flushes within the interval, and before it signs or closes.
+func TestFlushEvery(t *testing.T) {
+	k := newKeys(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := k.open(t, path, true, func(c *Config) { c.FlushEvery = 20 * time.Millisecond; c.CheckpointEvery = 10 })
+	for i := 0; i < 55; i++ {
+		if _, err := l.Append(context.Background(), testEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := l.Sign(context.Background())
+	if err != nil || cp.Size != 55 {
+		t.Fatalf("Sign = %+v, %v", cp, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := k.verify(t, path); !rep.OK() || rep.Entries != 55 || rep.Signed != 55 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
