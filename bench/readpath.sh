@@ -7,6 +7,8 @@
 #      from a bare net/http handler (bench/bare) in the same run, and report
 #      req/s and latency percentiles of each.
 # Needs: go, wrk (apt-get install -y wrk). Usage: bench/readpath.sh [seconds]
+# CONNS (32) sets wrk connections; SERVE_FLAGS adds flags to ehrvault serve,
+# e.g. SERVE_FLAGS="--audit-flush-every 50ms".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
@@ -27,7 +29,7 @@ echo "== import ../shared/testdata/synthea/smart-r4-2019 ($(nproc) CPUs)"
 
 token=$("$work/ehrvault" token create --data "$data" --ttl 1h --label bench 2>/dev/null)
 port=18090
-"$work/ehrvault" serve --data "$data" --listen 127.0.0.1:$port --log-format json 2>"$work/serve.log" &
+"$work/ehrvault" serve --data "$data" --listen 127.0.0.1:$port --log-format json ${SERVE_FLAGS:-} 2>"$work/serve.log" &
 for i in $(seq 50); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # Ids to read: every Patient and up to 2000 Observations, taken from the API.

@@ -81,7 +81,7 @@ func BenchmarkReadPath(b *testing.B) {
 			})
 			b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "req/s")
 			if e1, c1 := al.Stats(); c1 > c0 {
-				b.ReportMetric(float64(e1-e0)/float64(c1-c0), "entries/commit")
+				b.ReportMetric(float64(e1-e0)/float64(c1-c0), "entries/flush")
 			}
 		})
 	}

@@ -34,7 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 			el := time.Since(start)
 			entries, commits := l.Stats()
 			b.ReportMetric(float64(entries)/el.Seconds(), "entries/s")
-			b.ReportMetric(float64(entries)/float64(max(commits, 1)), "entries/commit")
+			b.ReportMetric(float64(entries)/float64(max(commits, 1)), "entries/flush")
 		})
 	}
 }

@@ -92,15 +92,30 @@ type Log struct {
 	every    int64
 	interval time.Duration
 	flush    time.Duration // Config.FlushEvery
-	dirty    bool          // written since the last flush (writer only)
 	publish  []Publisher
 	now      func() time.Time
 	log      *slog.Logger
 
-	reqs    chan *pending
-	signs   chan chan error // Sign's requests, served by the writer
-	closing chan struct{}
-	stopped chan struct{}
+	// Appends queue their entries; whoever holds wmu writes every entry
+	// queued (flat combining), so that concurrent appends share one write
+	// without handing over to another goroutine.
+	qmu    sync.Mutex
+	queue  []*pending
+	wmu    sync.Mutex // held while writing entries or computing a checkpoint
+	closed bool       // under wmu
+
+	// The group flush: flushed is how much of f is known to be on disk;
+	// one appender flushes for all who wait (fcond).
+	fmu      sync.Mutex
+	fcond    *sync.Cond
+	flushed  int64
+	flushing bool
+	flushErr error // the last flush failed; cleared by one that works
+
+	cmu     sync.Mutex    // held while writing a checkpoint
+	wake    chan struct{} // tells the keeper a checkpoint may be due
+	closing chan struct{} // closed by Close
+	stopped chan struct{} // closed when the keeper is done
 	once    sync.Once
 
 	// mu guards what readers share with the writer.
@@ -111,25 +126,24 @@ type Log struct {
 	latest  *Checkpoint
 	idx     *index // what Find searches
 
-	// Owned by the writer goroutine.
+	// Under wmu.
 	cache map[int64]tlog.Hash // recent tree hashes, by stored index
 	first time.Time           // when the oldest unsigned entry was appended
 
-	commits, appended atomic.Int64
+	commits, appended, flushes atomic.Int64
 	pubWG             sync.WaitGroup
 }
 
-// pending is one Append waiting for its batch.
+// pending is one Append waiting for its entry to be written.
 type pending struct {
 	leaf   []byte
 	micros int64
 	facts  []string // what the entry is found by, for the index
-	done   chan result
-}
-
-type result struct {
-	index int64
-	err   error
+	// Set by whoever writes it, under wmu.
+	written bool
+	index   int64
+	end     int64 // the file's end after the entry's batch
+	err     error
 }
 
 // maxBatch bounds how many entries share one write.
@@ -147,9 +161,10 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 	l := &Log{
 		sealer: c.Sealer, mac: c.MAC, signer: c.Signer, vkey: c.VerifierKey, origin: c.Origin,
 		every: c.CheckpointEvery, interval: c.CheckpointInterval, flush: c.FlushEvery, publish: c.Publish, now: c.Now, log: c.Log,
-		reqs: make(chan *pending, 4*maxBatch), signs: make(chan chan error), closing: make(chan struct{}), stopped: make(chan struct{}),
+		wake: make(chan struct{}, 1), closing: make(chan struct{}), stopped: make(chan struct{}),
 		cache: map[int64]tlog.Hash{}, idx: newIndex(),
 	}
+	l.fcond = sync.NewCond(&l.fmu)
 	if l.every <= 0 {
 		l.every = 1000
 	}
@@ -187,7 +202,8 @@ func Open(ctx context.Context, c Config) (*Log, error) {
 	if n := len(l.offsets); n > 100000 {
 		l.log.Info("audit log indexed", "entries", n, "ms", time.Since(start).Milliseconds())
 	}
-	go l.loop()
+	l.flushed = l.end
+	go l.keep()
 	return l, nil
 }
 
@@ -227,7 +243,8 @@ func (l *Log) closeFiles() {
 }
 
 // lock takes the exclusive lock every appender holds: the server and any
-// command beside it append to the same files in turn.
+// command beside it append to the same files in turn. flock(2) excludes
+// other processes only; within this one, wmu excludes.
 func (l *Log) lock() error {
 	for {
 		err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX)
@@ -353,6 +370,10 @@ func (l *Log) refresh(ctx context.Context) error {
 	if !stale {
 		return nil
 	}
+	// This process's own appends grow the file before they record its new
+	// end: wmu keeps them from being read in twice.
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ingest(ctx, false)
@@ -375,9 +396,10 @@ func (l *Log) Hash(value string) string {
 
 // Append makes e durable as the next entry of the log and returns its
 // index. It returns only once the entry is written and flushed to disk
-// (shared with other Appends in flight); an error wraps ErrUnavailable
-// (or is ErrClosed), and then the event must not go ahead. Append sets
-// e.Time and e.Request if they are empty.
+// (with Config.FlushEvery: written), sharing the write and the flush with
+// the Appends in flight; an error wraps ErrUnavailable (or is ErrClosed),
+// and then the event must not go ahead. Append sets e.Time and e.Request
+// if they are empty.
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
@@ -388,32 +410,113 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		rand.Read(b[:])
 		e.Request = "r-" + hex.EncodeToString(b[:])
 	}
-	p := &pending{leaf: e.Encode(), micros: e.Time.UnixMicro(), facts: facts(e), done: make(chan result, 1)}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	p := &pending{leaf: e.Encode(), micros: e.Time.UnixMicro(), facts: facts(e)}
+	l.qmu.Lock()
+	l.queue = append(l.queue, p)
+	l.qmu.Unlock()
+	// Whoever holds wmu writes everything queued: once this goroutine
+	// holds it, its entry is written, by itself or by the holder before.
+	l.wmu.Lock()
+	if !p.written {
+		l.writeQueued()
+	}
+	l.wmu.Unlock()
+	if p.err != nil {
+		return 0, p.err
+	}
+	if l.flush == 0 {
+		if err := l.flushTo(p.end); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
 	select {
-	case <-l.closing:
-		return 0, ErrClosed
+	case l.wake <- struct{}{}:
 	default:
 	}
-	select {
-	case l.reqs <- p:
-	case <-l.closing:
-		return 0, ErrClosed
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	}
-	// Once queued the entry may be written, so wait for the verdict even
-	// if ctx ends: a caller must never believe an appended entry failed.
-	r := <-p.done
-	return r.index, r.err
+	return p.index, nil
 }
 
-// Stats says how many entries and batches the log has written since Open;
-// entries/commits is how well appends share.
-func (l *Log) Stats() (entries, commits int64) { return l.appended.Load(), l.commits.Load() }
+// Stats says how many entries the log has written since Open, and in how
+// many flushes to disk (or, with FlushEvery, writes): entries/flushes is
+// how well appends share.
+func (l *Log) Stats() (entries, flushes int64) {
+	if l.flush > 0 {
+		return l.appended.Load(), l.commits.Load()
+	}
+	return l.appended.Load(), l.flushes.Load()
+}
 
-// loop is the writer: it gathers waiting Appends into one write, and signs
-// checkpoints.
-func (l *Log) loop() {
+// writeQueued writes every queued entry in one write, with wmu held.
+func (l *Log) writeQueued() {
+	l.qmu.Lock()
+	batch := l.queue
+	l.queue = nil
+	l.qmu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	var start, end int64
+	var err error
+	if l.closed {
+		err = ErrClosed
+	} else {
+		start, end, err = l.commit(batch)
+		if err != nil {
+			l.log.Error("audit append failed; requests are refused until it works", "entries", len(batch), "err", err)
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	for k, p := range batch {
+		p.written, p.index, p.end, p.err = true, start+int64(k), end, err
+	}
+	if err == nil {
+		if l.first.IsZero() {
+			l.first = time.Now()
+		}
+		l.commits.Add(1)
+		l.appended.Add(int64(len(batch)))
+	}
+}
+
+// flushTo returns once the file is on disk at least up to end: it flushes
+// itself, or waits for the flush in progress and then flushes again if
+// that one started too early. One fdatasync serves every appender waiting.
+func (l *Log) flushTo(end int64) error {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	for l.flushed < end {
+		if l.flushing {
+			l.fcond.Wait()
+			continue
+		}
+		l.flushing = true
+		l.mu.RLock()
+		target := l.end
+		l.mu.RUnlock()
+		l.fmu.Unlock()
+		err := datasync(l.f)
+		l.fmu.Lock()
+		l.flushing = false
+		if err != nil {
+			// Nothing written since the last good flush is known to be
+			// on disk: everyone waiting is refused.
+			l.flushErr = err
+			l.fcond.Broadcast()
+			return err
+		}
+		l.flushed, l.flushErr = max(l.flushed, target), nil
+		l.flushes.Add(1)
+		l.fcond.Broadcast()
+	}
+	return nil
+}
+
+// keep signs checkpoints when due (and, with FlushEvery, flushes), until
+// Close.
+func (l *Log) keep() {
 	defer close(l.stopped)
 	tick := time.NewTicker(l.interval / 4)
 	defer tick.Stop()
@@ -424,73 +527,27 @@ func (l *Log) loop() {
 		flushes = ft.C
 	}
 	for {
-		var first *pending
 		select {
-		case first = <-l.reqs:
 		case <-tick.C:
 			l.maybeSign(false)
-			continue
+		case <-l.wake:
+			l.maybeSign(false)
 		case <-flushes:
-			l.flushNow()
-			continue
-		case done := <-l.signs:
-			_, err := l.sign()
-			if err == nil {
-				l.first = time.Time{}
+			l.mu.RLock()
+			end := l.end
+			l.mu.RUnlock()
+			if err := l.flushTo(end); err != nil {
+				l.log.Error("audit log flush failed", "err", err)
 			}
-			done <- err
-			continue
 		case <-l.closing:
-			// Appends that got in before Close are written.
-			for {
-				select {
-				case p := <-l.reqs:
-					l.write(l.gather([]*pending{p}))
-				default:
-					l.flushNow()
-					l.maybeSign(true)
-					return
-				}
-			}
-		}
-		batch := l.gather([]*pending{first})
-		l.write(batch)
-		l.maybeSign(false)
-	}
-}
-
-// gather adds to batch the appends waiting now.
-func (l *Log) gather(batch []*pending) []*pending {
-	for len(batch) < maxBatch {
-		select {
-		case p := <-l.reqs:
-			batch = append(batch, p)
-		default:
-			return batch
+			l.mu.RLock()
+			end := l.end
+			l.mu.RUnlock()
+			l.flushTo(end)
+			l.maybeSign(true)
+			return
 		}
 	}
-	return batch
-}
-
-// write appends a batch and tells each Append its fate.
-func (l *Log) write(batch []*pending) {
-	start, err := l.commit(batch)
-	for k, p := range batch {
-		if err != nil {
-			p.done <- result{err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
-		} else {
-			p.done <- result{index: start + int64(k)}
-		}
-	}
-	if err != nil {
-		l.log.Error("audit append failed; requests are refused until it works", "entries", len(batch), "err", err)
-		return
-	}
-	if l.first.IsZero() {
-		l.first = time.Now()
-	}
-	l.commits.Add(1)
-	l.appended.Add(int64(len(batch)))
 }
 
 // entryAD is the associated data of entry i's seal: its place in the log.
@@ -500,15 +557,15 @@ func entryAD(i int64) []byte {
 	return b
 }
 
-// commit appends a batch to the file in one write, flushes it, and returns
-// the index of its first entry.
-func (l *Log) commit(batch []*pending) (int64, error) {
+// commit appends a batch to the file in one write, with wmu held, and
+// returns the index of its first entry and the file's end after it.
+func (l *Log) commit(batch []*pending) (int64, int64, error) {
 	if err := l.lock(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer l.unlock()
 	if err := l.refreshLocked(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	l.mu.RLock()
 	n, end := int64(len(l.offsets)), l.end
@@ -521,7 +578,7 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 		hashes, err := tlog.StoredHashes(i, p.leaf, hr)
 		if err != nil {
 			clear(l.cache)
-			return 0, fmt.Errorf("tree hashes of entry %d: %w", i, err)
+			return 0, 0, fmt.Errorf("tree hashes of entry %d: %w", i, err)
 		}
 		base := tlog.StoredHashIndex(0, i)
 		for j, h := range hashes {
@@ -533,17 +590,7 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 	if _, err := l.f.WriteAt(buf, end); err != nil {
 		l.f.Truncate(end) // leave no part of a batch that failed
 		clear(l.cache)
-		return 0, err
-	}
-	if l.flush == 0 {
-		if err := datasync(l.f); err != nil {
-			// After a failed fsync nothing is known of what is on disk.
-			l.f.Truncate(end)
-			clear(l.cache)
-			return 0, err
-		}
-	} else {
-		l.dirty = true
+		return 0, 0, err
 	}
 	l.mu.Lock()
 	l.offsets = append(l.offsets, offs...)
@@ -557,19 +604,7 @@ func (l *Log) commit(batch []*pending) (int64, error) {
 		// file has them all.
 		clear(l.cache)
 	}
-	return n, nil
-}
-
-// flushNow flushes what was written since the last flush (FlushEvery).
-func (l *Log) flushNow() {
-	if !l.dirty {
-		return
-	}
-	if err := datasync(l.f); err != nil {
-		l.log.Error("audit log flush failed", "err", err)
-		return
-	}
-	l.dirty = false
+	return n, end + int64(len(buf)), nil
 }
 
 // datasync flushes f's data and what is needed to read it back (its
@@ -640,14 +675,15 @@ func (l *Log) maybeSign(final bool) {
 	if grown <= 0 {
 		return
 	}
-	if !final && grown < l.every && time.Since(l.first) < l.interval {
+	l.wmu.Lock()
+	first := l.first
+	l.wmu.Unlock()
+	if !final && grown < l.every && (first.IsZero() || time.Since(first) < l.interval) {
 		return
 	}
 	if _, err := l.sign(); err != nil {
 		l.log.Error("audit checkpoint failed", "err", err)
-		return
 	}
-	l.first = time.Time{}
 }
 
 // Checkpoint is a signed statement of the log's size and root hash.
@@ -661,30 +697,35 @@ type Checkpoint struct {
 }
 
 // sign signs a checkpoint of the whole log now, stores and publishes it.
+// Appends go on meanwhile, but for the moment the root is computed.
 func (l *Log) sign() (*Checkpoint, error) {
+	l.cmu.Lock()
+	defer l.cmu.Unlock()
+	// The size and root, consistent with what is written.
+	l.wmu.Lock()
 	if err := l.lock(); err != nil {
+		l.wmu.Unlock()
 		return nil, err
 	}
-	defer l.unlock()
-	if err := l.refreshLocked(); err != nil {
-		return nil, err
-	}
+	err := l.refreshLocked()
 	l.mu.RLock()
-	n, prev, cend := int64(len(l.offsets)), int64(0), l.cend
+	n, end, prev, cend := int64(len(l.offsets)), l.end, int64(0), l.cend
 	if l.latest != nil {
 		prev = l.latest.Size
 	}
 	l.mu.RUnlock()
-	if n <= prev {
-		return nil, nil
+	var root tlog.Hash
+	if err == nil && n > prev {
+		root, err = tlog.TreeHash(n, &hashReader{l: l, cache: l.cache})
+	}
+	l.first = time.Time{}
+	l.unlock()
+	l.wmu.Unlock()
+	if err != nil || n <= prev {
+		return nil, err
 	}
 	// A checkpoint never covers entries that are not on disk.
-	l.flushNow()
-	if l.dirty {
-		return nil, errors.New("the entries could not be flushed")
-	}
-	root, err := tlog.TreeHash(n, &hashReader{l: l, cache: l.cache})
-	if err != nil {
+	if err := l.flushTo(end); err != nil {
 		return nil, err
 	}
 	cp := &Checkpoint{Origin: l.origin, Size: n, Root: root, Prev: prev, Time: l.now().UTC().Truncate(time.Second)}
@@ -694,11 +735,41 @@ func (l *Log) sign() (*Checkpoint, error) {
 	}
 	cp.Note = msg
 	rec := appendRecord(nil, kindCheckpoint, msg)
+	// Another process may have signed meanwhile: take the locks and look.
+	// (flock does not exclude this process's own goroutines: wmu does.)
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.lock(); err != nil {
+		return nil, err
+	}
+	defer l.unlock()
+	l.mu.Lock()
+	if err := l.ingest(context.Background(), true); err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
+	if l.latest != nil && l.latest.Size >= n {
+		latest := l.latest
+		l.mu.Unlock()
+		return latest, nil
+	}
+	cp.Prev = 0
+	if l.latest != nil {
+		cp.Prev = l.latest.Size
+	}
+	cend = l.cend
+	l.mu.Unlock()
+	if cp.Prev != prev { // re-sign naming the right predecessor
+		if msg, err = note.Sign(&note.Note{Text: cp.body()}, l.signer); err != nil {
+			return nil, err
+		}
+		cp.Note, rec = msg, appendRecord(nil, kindCheckpoint, msg)
+	}
 	if _, err := l.cf.WriteAt(rec, cend); err != nil {
 		l.cf.Truncate(cend)
 		return nil, err
 	}
-	if err := l.cf.Sync(); err != nil {
+	if err := datasync(l.cf); err != nil {
 		l.cf.Truncate(cend)
 		return nil, err
 	}
@@ -783,24 +854,27 @@ func (l *Log) Latest(ctx context.Context) (*Checkpoint, error) {
 // Sign signs a checkpoint of everything appended so far, unless the
 // newest checkpoint already covers it, and returns the newest checkpoint.
 func (l *Log) Sign(ctx context.Context) (*Checkpoint, error) {
-	done := make(chan error, 1)
 	select {
-	case l.signs <- done:
 	case <-l.closing:
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
 	}
-	if err := <-done; err != nil {
+	if _, err := l.sign(); err != nil {
 		return nil, err
 	}
 	return l.Latest(ctx)
 }
 
-// Close writes what is queued, signs a last checkpoint, waits for the
+// Close stops appends, flushes, signs a last checkpoint, waits for the
 // publishers and closes the files.
 func (l *Log) Close() error {
-	l.once.Do(func() { close(l.closing) })
+	l.once.Do(func() {
+		l.wmu.Lock()
+		l.closed = true
+		l.writeQueued() // appends already queued fail with ErrClosed
+		l.wmu.Unlock()
+		close(l.closing)
+	})
 	<-l.stopped
 	l.pubWG.Wait()
 	return errors.Join(l.f.Close(), l.cf.Close())
