@@ -433,12 +433,7 @@ func serveDir(t *testing.T, dir string) (*vault, *httptest.Server, string) {
 // different people): the witness must raise the alarm.
 func TestWitnessCatchesAFork(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a")
-	c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string {
-		if k == insecureKDFEnv {
-			return "1"
-		}
-		return ""
-	}}
+	c := testCLI()
 	if err := c.initVault(context.Background(), dir, []byte(testPassphrase)); err != nil {
 		t.Fatal(err)
 	}

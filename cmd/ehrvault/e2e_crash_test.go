@@ -32,12 +32,7 @@ func crashEnv() []string {
 func newCrashStore(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string {
-		if k == insecureKDFEnv {
-			return "1"
-		}
-		return ""
-	}}
+	c := testCLI()
 	if err := c.initVault(context.Background(), dir, []byte(testPassphrase)); err != nil {
 		t.Fatal(err)
 	}

@@ -30,18 +30,24 @@ type testServer struct {
 
 const testPassphrase = "correct horse battery staple"
 
+// testCLI is a command environment with no terminal, no output and cheap
+// argon2id parameters, for tests that make stores.
+func testCLI() *cli {
+	return &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string {
+		if k == insecureKDFEnv {
+			return "1"
+		}
+		return ""
+	}}
+}
+
 // newTestServer initializes a data directory with cheap KDF parameters,
 // opens it, and serves its API on a loopback port.
 func newTestServer(t testing.TB, opts ...func(*api.Config)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string {
-		if k == insecureKDFEnv {
-			return "1"
-		}
-		return ""
-	}}
+	c := testCLI()
 	if err := c.initVault(ctx, dir, []byte(testPassphrase)); err != nil {
 		t.Fatalf("initVault: %v", err)
 	}
