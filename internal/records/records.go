@@ -55,8 +55,9 @@ type Indexer interface {
 	// Owner names the data key that seals res: "Patient/<id>" for a
 	// resource of one patient's compartment, else "store".
 	Owner(res *fhir.Value) string
-	// Tokens returns the blind-index entries of res.
-	Tokens(res *fhir.Value) []store.Token
+	// Index returns what res is found and sorted by: its blind-index
+	// tokens and its values.
+	Index(res *fhir.Value) *store.Index
 	// Condition compiles the query of a conditional interaction on typ
 	// ("identifier=system|value") into tokens that all must match. The
 	// error names an unsupported or malformed parameter.

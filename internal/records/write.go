@@ -414,7 +414,7 @@ func (w *writer) write(ctx context.Context, typ, id string, version int64, res *
 		KeyID:   k.ID(),
 		Data:    k.Seal(data, keyring.ResourceAD(typ, row, version)),
 	}
-	if err := w.tx.Put(ctx, v, w.s.index.Tokens(res)); err != nil {
+	if err := w.tx.Put(ctx, v, w.s.index.Index(res)); err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
 	return &Resource{Type: typ, ID: id, Version: version, Updated: w.now, JSON: data, Owner: k.Owner()}, nil

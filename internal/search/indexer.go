@@ -121,6 +121,11 @@ func patientRef(n fhirpath.Node) (string, bool) {
 	return id, true
 }
 
+// Index returns what res is found by: its tokens (see Tokens).
+func (ix *Indexer) Index(res *fhir.Value) *store.Index {
+	return &store.Index{Tokens: ix.Tokens(res)}
+}
+
 // Tokens returns the blind-index tokens of res, sorted and without
 // repeats. A resource of an unknown type has none. A parameter whose
 // expression fails on res (malformed content the validator let through)

@@ -61,6 +61,25 @@ type Version struct {
 // equality and knows nothing else about them.
 type Token []byte
 
+// Index is what a resource version is found and sorted by.
+type Index struct {
+	// Tokens are keyed hashes of values, matched by equality.
+	Tokens []Token
+	// Values are values held in the clear, matched by range and sorted
+	// by: clinical dates (milliseconds since 1970) and quantities. Only
+	// values that name nobody go here (the caller decides; see the leakage
+	// profile in docs/SECURITY.md). Each stands under a Key, a keyed hash
+	// of the search parameter (and a quantity's unit).
+	Values []Value
+}
+
+// Value is one range [Lo, Hi], both ends included, under a key. A point
+// value has Lo == Hi; an open end is ±Inf.
+type Value struct {
+	Key    Token
+	Lo, Hi float64
+}
+
 // HistoryQuery selects versions for a history interaction. Type and ID
 // narrow it to a type or an instance; empty means all.
 type HistoryQuery struct {
@@ -103,9 +122,9 @@ type Tx interface {
 	KeyStore
 	// Put appends v as the next version of v.Type/v.ID and makes it
 	// current: v.Version must be 1 for a new resource or the current
-	// version + 1, else ErrConflict. Put sets v.Seq. tokens replace the
-	// resource's blind-index entries (none for a delete).
-	Put(ctx context.Context, v *Version, tokens []Token) error
+	// version + 1, else ErrConflict. Put sets v.Seq. ix replaces the
+	// resource's index entries (nil for none, and for a delete).
+	Put(ctx context.Context, v *Version, ix *Index) error
 	// AfterCommit registers f to run once the transaction has committed;
 	// it never runs if the transaction rolls back.
 	AfterCommit(f func())
@@ -156,4 +175,72 @@ type AuthTokens interface {
 	AuthTokens(ctx context.Context) ([]AuthToken, error)
 	// RevokeAuthToken marks a token revoked; ErrNotFound if no such id.
 	RevokeAuthToken(ctx context.Context, id string) error
+}
+
+// Searcher finds current resources by conditions on their index, with the
+// caller's restriction applied inside the query. A backend implements it
+// beside Store.
+type Searcher interface {
+	// Search returns the row ids (and sort values) of the current,
+	// undeleted resources q selects, in q's order, at most q.Limit.
+	Search(ctx context.Context, q SearchQuery) ([]Hit, error)
+	// Count returns how many resources q selects (q.Order, q.After and
+	// q.Limit are ignored).
+	Count(ctx context.Context, q SearchQuery) (int64, error)
+}
+
+// SearchQuery selects current, undeleted resources of one type.
+type SearchQuery struct {
+	Type string
+	// Where lists conditions that all must hold.
+	Where []Cond
+	// Keys, when not nil, admits only resources sealed under one of these
+	// data keys: the caller's restriction to some patients' compartments
+	// (and the store key). An empty, non-nil Keys admits nothing.
+	Keys []int64
+	// Order lists sort keys; the row id breaks ties and orders alone when
+	// Order is empty.
+	Order []Order
+	// After continues a listing after this hit (of the same query).
+	After *Hit
+	Limit int // at most this many; 0: no limit
+}
+
+// Cond is one condition: the resource has one of Tokens, or a value in
+// one of Values, or is one of IDs. With Not it has none of them. A Cond
+// with nothing in it holds for no resource (or, with Not, every one).
+type Cond struct {
+	Tokens []Token
+	Values []ValueRange
+	IDs    []string // row ids
+	Not    bool
+}
+
+// ValueRange selects values under Key whose ends meet every bound.
+type ValueRange struct {
+	Key    Token
+	Bounds []Bound
+}
+
+// Bound compares one end of a value with V.
+type Bound struct {
+	End string // "lo" or "hi"
+	Op  string // ">=", ">", "<=", "<"
+	V   float64
+}
+
+// Order is one sort key.
+type Order struct {
+	// By is "updated" (the time of the current version), or "value": the
+	// least Lo (or, descending, the greatest Hi) of the resource's values
+	// under Key; resources without one sort last.
+	By   string
+	Key  Token
+	Desc bool
+}
+
+// Hit is one resource a search found, with its sort values.
+type Hit struct {
+	ID   string
+	Sort []float64
 }

@@ -285,7 +285,7 @@ func TestReopen(t *testing.T) {
 	err = db.Update(ctx, func(tx store.Tx) error {
 		for i := range 10 {
 			v := &store.Version{Type: "Patient", ID: fmt.Sprint(i), Version: 1, Updated: when, KeyID: 3, Data: []byte{byte(i), 0, 1}}
-			if err := tx.Put(ctx, v, []store.Token{{byte(i % 2)}}); err != nil {
+			if err := tx.Put(ctx, v, &store.Index{Tokens: []store.Token{{byte(i % 2)}}}); err != nil {
 				return err
 			}
 			vs = append(vs, v)
@@ -383,7 +383,7 @@ func TestPutRejects(t *testing.T) {
 	}
 	err := db.Update(ctx, func(tx store.Tx) error {
 		for _, b := range bad {
-			if err := tx.Put(ctx, b.v, b.tokens); err == nil || errors.Is(err, store.ErrConflict) {
+			if err := tx.Put(ctx, b.v, &store.Index{Tokens: b.tokens}); err == nil || errors.Is(err, store.ErrConflict) {
 				t.Errorf("Put(%s) = %v, want an error other than ErrConflict", b.name, err)
 			}
 		}
@@ -559,7 +559,7 @@ func BenchmarkPut(b *testing.B) {
 				err := db.Update(ctx, func(tx store.Tx) error {
 					for j := range n {
 						v, tokens := benchVersion(r, i+j)
-						if err := tx.Put(ctx, v, tokens); err != nil {
+						if err := tx.Put(ctx, v, &store.Index{Tokens: tokens}); err != nil {
 							return err
 						}
 					}
@@ -605,7 +605,7 @@ func buildReadFixture() {
 		f.err = db.Update(ctx, func(tx store.Tx) error {
 			for j := range 1000 {
 				v, tokens := benchVersion(r, i+j)
-				if err := tx.Put(ctx, v, tokens); err != nil {
+				if err := tx.Put(ctx, v, &store.Index{Tokens: tokens}); err != nil {
 					return err
 				}
 				f.keys = append(f.keys, struct{ typ, id string }{v.Type, v.ID})

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/ehrvault/ehrvault/internal/store"
@@ -40,14 +41,18 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if t.broken != nil {
 		return fmt.Errorf("update: a write failed halfway, so the transaction was rolled back: %w", t.broken)
 	}
-	if err := stx.Commit(); err != nil {
+	if db.cache != nil {
+		db.cache.hold(t.written)
+	}
+	err = stx.Commit()
+	if db.cache != nil {
+		db.cache.release(t.written)
+	}
+	if err != nil {
 		return db.txFail(ctx, "update: commit", err)
 	}
 	committed = true
 	t.done = true
-	if db.cache != nil {
-		db.cache.invalidate(t.written)
-	}
 	for _, f := range t.after {
 		f()
 	}
@@ -139,32 +144,44 @@ func (t *tx) fail(ctx context.Context, op string, err error) error {
 
 // The statements of Put.
 const (
-	headSQL        = `SELECT version, tokens FROM heads WHERE type = ? AND id = ?`
+	headSQL        = `SELECT version, tokens, vals FROM heads WHERE type = ? AND id = ?`
 	insertSQL      = `INSERT INTO versions (type, id, version, updated, deleted, key_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	newHeadSQL     = `INSERT INTO heads (type, id, version, seq, deleted, tokens) VALUES (?, ?, ?, ?, ?, ?)`
-	moveHeadSQL    = `UPDATE heads SET version = ?, seq = ?, deleted = ?, tokens = ? WHERE type = ? AND id = ?`
+	newHeadSQL     = `INSERT INTO heads (type, id, version, seq, deleted, tokens, key_id, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	moveHeadSQL    = `UPDATE heads SET version = ?, seq = ?, deleted = ?, tokens = ?, key_id = ?, vals = ? WHERE type = ? AND id = ?`
 	deleteTokenSQL = `DELETE FROM tokens WHERE type = ? AND token = ? AND id = ?`
+	deleteValueSQL = `DELETE FROM vals WHERE type = ? AND key = ? AND lo = ? AND hi = ? AND id = ?`
 )
 
 // Put implements store.Tx.
-func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) error {
+func (t *tx) Put(ctx context.Context, v *store.Version, ix *store.Index) error {
+	var tokens []store.Token
+	var values []store.Value
+	if ix != nil {
+		tokens, values = ix.Tokens, ix.Values
+	}
 	if err := t.check(); err != nil {
 		return err
 	}
 	if v.Type == "" || v.ID == "" {
 		return errors.New("put: a version needs a type and an id")
 	}
-	if v.Deleted && len(tokens) > 0 {
-		return fmt.Errorf("put %s/%s: a deletion carries no tokens", v.Type, v.ID)
+	if v.Deleted && (len(tokens) > 0 || len(values) > 0) {
+		return fmt.Errorf("put %s/%s: a deletion carries no index", v.Type, v.ID)
+	}
+	for _, x := range values {
+		if len(x.Key) == 0 || math.IsNaN(x.Lo) || math.IsNaN(x.Hi) || x.Lo > x.Hi {
+			return fmt.Errorf("put %s/%s: a value needs a key and lo <= hi", v.Type, v.ID)
+		}
 	}
 	var (
 		current int64
 		list    []byte
+		vlist   []byte
 	)
 	if err := ctx.Err(); err != nil {
 		return t.fail(ctx, "put", err)
 	}
-	err := t.tx.QueryRowContext(short(ctx), headSQL, v.Type, v.ID).Scan(&current, &list)
+	err := t.tx.QueryRowContext(short(ctx), headSQL, v.Type, v.ID).Scan(&current, &list, &vlist)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return t.fail(ctx, "put", err)
 	}
@@ -175,11 +192,15 @@ func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) er
 	if err != nil {
 		return fmt.Errorf("put %s/%s: token list of the current version: %w", v.Type, v.ID, err)
 	}
+	oldVals, err := decodeValues(vlist)
+	if err != nil {
+		return fmt.Errorf("put %s/%s: value list of the current version: %w", v.Type, v.ID, err)
+	}
 	// From here on a failure leaves half a write in the transaction.
 	if t.db.cache != nil {
 		t.written = append(t.written, headKey{v.Type, v.ID})
 	}
-	seq, err := t.put(short(ctx), v, current, old, uniqueTokens(tokens))
+	seq, err := t.put(short(ctx), v, current, old, uniqueTokens(tokens), oldVals, uniqueValues(values))
 	if err != nil {
 		err = t.fail(ctx, fmt.Sprintf("put %s/%s", v.Type, v.ID), err)
 		t.broken = err
@@ -189,7 +210,7 @@ func (t *tx) Put(ctx context.Context, v *store.Version, tokens []store.Token) er
 	return nil
 }
 
-func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, tokens []store.Token) (seq int64, err error) {
+func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, tokens []store.Token, oldVals, values []store.Value) (seq int64, err error) {
 	res, err := t.tx.ExecContext(ctx, insertSQL, v.Type, v.ID, v.Version, micros(v.Updated), v.Deleted, v.KeyID, v.Data)
 	if err != nil {
 		return 0, err
@@ -197,13 +218,16 @@ func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, toke
 	if seq, err = res.LastInsertId(); err != nil {
 		return 0, err
 	}
-	list := encodeTokens(tokens)
+	list, vlist := encodeTokens(tokens), encodeValues(values)
 	if current == 0 {
-		_, err = t.tx.ExecContext(ctx, newHeadSQL, v.Type, v.ID, v.Version, seq, v.Deleted, list)
+		_, err = t.tx.ExecContext(ctx, newHeadSQL, v.Type, v.ID, v.Version, seq, v.Deleted, list, v.KeyID, vlist)
 	} else {
-		_, err = t.tx.ExecContext(ctx, moveHeadSQL, v.Version, seq, v.Deleted, list, v.Type, v.ID)
+		_, err = t.tx.ExecContext(ctx, moveHeadSQL, v.Version, seq, v.Deleted, list, v.KeyID, vlist, v.Type, v.ID)
 	}
 	if err != nil {
+		return 0, err
+	}
+	if err := t.putValues(ctx, v, oldVals, values); err != nil {
 		return 0, err
 	}
 	// Only the tokens that changed are written: an update usually keeps
@@ -247,6 +271,109 @@ func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, toke
 		}
 	}
 	return seq, nil
+}
+
+// putValues replaces the resource's value rows: only those that changed
+// are written.
+func (t *tx) putValues(ctx context.Context, v *store.Version, old, values []store.Value) error {
+	had := make(map[string]bool, len(old))
+	for _, x := range old {
+		had[valueKey(x)] = true
+	}
+	args := make([]any, 0, 5*min(len(values), valuesPerInsert))
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		n := len(args) / 5
+		q := "INSERT INTO vals (type, key, lo, hi, id) VALUES (?, ?, ?, ?, ?)" + strings.Repeat(", (?, ?, ?, ?, ?)", n-1)
+		_, err := t.tx.ExecContext(ctx, q, args...)
+		args = args[:0]
+		return err
+	}
+	for _, x := range values {
+		if k := valueKey(x); had[k] {
+			delete(had, k)
+			continue
+		}
+		args = append(args, v.Type, []byte(x.Key), x.Lo, x.Hi, v.ID)
+		if len(args) == 5*valuesPerInsert {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, x := range old {
+		if had[valueKey(x)] {
+			if _, err := t.tx.ExecContext(ctx, deleteValueSQL, v.Type, []byte(x.Key), x.Lo, x.Hi, v.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// valuesPerInsert is the most value rows one INSERT writes.
+const valuesPerInsert = 32
+
+func valueKey(x store.Value) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:], math.Float64bits(x.Lo))
+	binary.BigEndian.PutUint64(b[8:], math.Float64bits(x.Hi))
+	return string(x.Key) + string(b[:])
+}
+
+// uniqueValues returns vs without repeats, in their first order.
+func uniqueValues(vs []store.Value) []store.Value {
+	if len(vs) < 2 {
+		return vs
+	}
+	seen := make(map[string]bool, len(vs))
+	out := make([]store.Value, 0, len(vs))
+	for _, x := range vs {
+		if k := valueKey(x); !seen[k] {
+			seen[k] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// encodeValues encodes a resource's value list for heads.vals: each value
+// as a uvarint key length, the key, and lo and hi as 8-byte IEEE 754.
+func encodeValues(vs []store.Value) []byte {
+	if len(vs) == 0 {
+		return nil
+	}
+	var b []byte
+	for _, x := range vs {
+		b = binary.AppendUvarint(b, uint64(len(x.Key)))
+		b = append(b, x.Key...)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(x.Lo))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(x.Hi))
+	}
+	return b
+}
+
+// decodeValues decodes what encodeValues encoded.
+func decodeValues(b []byte) ([]store.Value, error) {
+	var vs []store.Value
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n+16 > uint64(len(b)-k) {
+			return nil, errors.New("damaged value list")
+		}
+		b = b[k:]
+		x := store.Value{Key: store.Token(b[:n])}
+		x.Lo = math.Float64frombits(binary.BigEndian.Uint64(b[n:]))
+		x.Hi = math.Float64frombits(binary.BigEndian.Uint64(b[n+8:]))
+		vs = append(vs, x)
+		b = b[n+16:]
+	}
+	return vs, nil
 }
 
 // tokensPerInsert is the most token rows one INSERT writes.

@@ -127,7 +127,7 @@ func del(typ, id string, n int64, when time.Time) *store.Version {
 func put(t *testing.T, s store.Store, v *store.Version, tokens ...store.Token) *store.Version {
 	t.Helper()
 	err := s.Update(context.Background(), func(tx store.Tx) error {
-		return tx.Put(context.Background(), v, tokens)
+		return tx.Put(context.Background(), v, &store.Index{Tokens: tokens})
 	})
 	if err != nil {
 		t.Fatalf("Update(Put(%s)) = %v", name(v), err)
@@ -786,7 +786,7 @@ func (r *runner) testUpdateRollback(t *testing.T) {
 			{ver("Patient", "new", 2, at(3)), []store.Token{tok("one")}},
 			{del("Patient", "a", 3, at(3)), nil},
 		} {
-			if err := tx.Put(ctx, w.v, w.ts); err != nil {
+			if err := tx.Put(ctx, w.v, &store.Index{Tokens: w.ts}); err != nil {
 				t.Errorf("Put(%s) = %v", name(w.v), err)
 			}
 		}
@@ -834,7 +834,7 @@ func (r *runner) testUpdateRollback(t *testing.T) {
 	// A conflict returned by fn rolls back what fn wrote before it.
 	err = s.Update(ctx, func(tx store.Tx) error {
 		tx.AfterCommit(func() { ran = true })
-		if err := tx.Put(ctx, ver("Patient", "new", 1, at(4)), []store.Token{tok("two")}); err != nil {
+		if err := tx.Put(ctx, ver("Patient", "new", 1, at(4)), &store.Index{Tokens: []store.Token{tok("two")}}); err != nil {
 			return err
 		}
 		return tx.Put(ctx, ver("Patient", "a", 1, at(4)), nil)
@@ -921,7 +921,7 @@ func (r *runner) testTxReadsOwnWrites(t *testing.T) {
 		checkRead(t, tx, old)
 
 		v1 := ver("Patient", "a", 1, at(2))
-		if err := tx.Put(ctx, v1, []store.Token{tok("t1")}); err != nil {
+		if err := tx.Put(ctx, v1, &store.Index{Tokens: []store.Token{tok("t1")}}); err != nil {
 			return err
 		}
 		checkRead(t, tx, v1)
@@ -935,7 +935,7 @@ func (r *runner) testTxReadsOwnWrites(t *testing.T) {
 		listIs(t, tx, store.ListQuery{Type: "Patient", Tokens: []store.Token{tok("t1")}}, "a", "old")
 
 		v2 := ver("Patient", "a", 2, at(3))
-		if err := tx.Put(ctx, v2, []store.Token{tok("t2")}); err != nil {
+		if err := tx.Put(ctx, v2, &store.Index{Tokens: []store.Token{tok("t2")}}); err != nil {
 			return err
 		}
 		checkRead(t, tx, v2)
@@ -1129,7 +1129,7 @@ func (r *runner) testConcurrentUpdates(t *testing.T) {
 				case !errors.Is(err, store.ErrNotFound):
 					return err
 				}
-				return tx.Put(ctx, ver("Patient", "a", next, at(int(next))), []store.Token{tok(fmt.Sprint(next))})
+				return tx.Put(ctx, ver("Patient", "a", next, at(int(next))), &store.Index{Tokens: []store.Token{tok(fmt.Sprint(next))}})
 			})
 			if errors.Is(err, store.ErrConflict) {
 				conflicts.Add(1)
