@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Times", r.testTimes},
 		{"History", r.testHistory},
 		{"List", r.testList},
+		{"Search", r.testSearch},
 		{"UpdateRollback", r.testUpdateRollback},
 		{"AfterCommit", r.testAfterCommit},
 		{"TxReadsOwnWrites", r.testTxReadsOwnWrites},
@@ -60,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	if r.authTokens.Load() {
 		ran = "store.AuthTokens: checked"
 	}
+
 	t.Logf("storetest: optional interfaces: %s", ran)
 }
 
