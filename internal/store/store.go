@@ -71,6 +71,12 @@ type Index struct {
 	// profile in docs/SECURITY.md). Each stands under a Key, a keyed hash
 	// of the search parameter (and a quantity's unit).
 	Values []Value
+	// Labels are keyed hashes of the version's security labels
+	// (meta.security), one per label and the same for every resource
+	// type, so that a restriction to some labels can be a condition inside
+	// a query (SearchQuery.Labels, HistoryQuery.Labels). A deletion may
+	// carry the labels of the version it deletes, and nothing else.
+	Labels []Token
 }
 
 // Value is one range [Lo, Hi], both ends included, under a key. A point
@@ -91,6 +97,10 @@ type HistoryQuery struct {
 	// non-zero.
 	BeforeSeq int64
 	Limit     int // at most this many; the backend may cap it
+	// Keys and Labels restrict the versions as SearchQuery's do, version
+	// by version: a version is admitted by its own data key and labels.
+	Keys   []int64
+	Labels []Token
 }
 
 // ListQuery selects current, undeleted resources of one type, in id order,
@@ -198,6 +208,10 @@ type SearchQuery struct {
 	// data keys: the caller's restriction to some patients' compartments
 	// (and the store key). An empty, non-nil Keys admits nothing.
 	Keys []int64
+	// Labels, when not nil, admits only resources each of whose security
+	// labels (Index.Labels) is one of these: a resource with no label is
+	// admitted, one with a label outside the list is not.
+	Labels []Token
 	// Order lists sort keys; the row id breaks ties and orders alone when
 	// Order is empty.
 	Order []Order

@@ -17,8 +17,8 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	if db.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	sqlText, args, nsort, err := buildSearch(q, false)
-	if err != nil {
+	sqlText, args, nsort, err := db.buildSearch(ctx, q, false)
+	if err != nil || sqlText == "" {
 		return nil, err
 	}
 	rows, err := db.r.QueryContext(ctx, sqlText, args...)
@@ -50,8 +50,8 @@ func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
 	if db.closed.Load() {
 		return 0, store.ErrClosed
 	}
-	sqlText, args, _, err := buildSearch(q, true)
-	if err != nil {
+	sqlText, args, _, err := db.buildSearch(ctx, q, true)
+	if err != nil || sqlText == "" {
 		return 0, err
 	}
 	var n int64
@@ -61,45 +61,71 @@ func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
 	return n, nil
 }
 
-// buildSearch compiles a SearchQuery into one SELECT over heads, each
-// condition a subquery on tokens or vals (primary-key ranges), the
-// restriction a condition on the head's data key, the order and the
-// continuation in SQL: nothing is filtered after the query.
-func buildSearch(q store.SearchQuery, count bool) (string, []any, int, error) {
+// sqlArgs collects a statement's arguments as it is written.
+type sqlArgs []any
+
+func (a *sqlArgs) add(v any) string { *a = append(*a, v); return "?" }
+
+// buildSearch compiles a SearchQuery into one SELECT: nothing is filtered
+// after the query, the restriction included. It returns "" for a query
+// that plainly selects nothing.
+//
+// The plan: SQLite keeps no statistics of blind-index tokens, and its
+// guesses about IN subqueries are poor, so the statement fixes the plan.
+// One positive condition drives it: the rows it names (a range scan of
+// tokens or vals by their primary keys) are joined to heads, and every
+// other condition is a correlated EXISTS, a point lookup per row. The
+// driver is the condition that names fewest rows, counted up to the probe
+// limit; the caller's data keys compete too (heads_key). Without any, the
+// type's current rows are scanned through heads_key, which holds no
+// token lists and so reads a tenth of the pages heads does.
+func (db *DB) buildSearch(ctx context.Context, q store.SearchQuery, count bool) (string, []any, int, error) {
 	if q.Type == "" {
 		return "", nil, 0, errors.New("search: a query needs a type")
 	}
-	var b strings.Builder
-	var args []any
-	arg := func(v any) string { args = append(args, v); return "?" }
+	if err := checkQuery(q); err != nil {
+		return "", nil, 0, err
+	}
+	for _, c := range q.Where {
+		if !c.Not && len(c.Tokens) == 0 && len(c.Values) == 0 && len(c.IDs) == 0 {
+			return "", nil, 0, nil // a condition that holds for nothing
+		}
+	}
+	if q.Keys != nil && len(q.Keys) == 0 {
+		return "", nil, 0, nil
+	}
 
-	// A count of one positive token condition, unrestricted, is a count
-	// of that token's rows: tokens exist only for current resources.
-	if count && len(q.Where) == 1 && q.Keys == nil {
+	// Counting the rows of one token is counting its resources: tokens
+	// exist only for current resources.
+	if count && len(q.Where) == 1 && q.Keys == nil && q.Labels == nil {
 		if c := q.Where[0]; !c.Not && len(c.Tokens) == 1 && len(c.Values) == 0 && len(c.IDs) == 0 {
 			return "SELECT count(*) FROM tokens WHERE type = ? AND token = ?", []any{q.Type, []byte(c.Tokens[0])}, 0, nil
 		}
 	}
 
+	driver, err := db.chooseDriver(ctx, q)
+	if err != nil {
+		return "", nil, 0, err
+	}
+
+	var args sqlArgs
 	sortExprs := make([]string, len(q.Order))
 	for i, o := range q.Order {
 		switch o.By {
 		case "updated":
 			sortExprs[i] = "(SELECT v.updated FROM versions v WHERE v.seq = h.seq)"
 		case "value":
-			if len(o.Key) == 0 {
-				return "", nil, 0, errors.New("search: a value order needs a key")
-			}
+			// Keys are keyed hashes the caller made, never client text;
+			// as literals they keep the statement's arguments in order.
 			if o.Desc {
 				sortExprs[i] = fmt.Sprintf("coalesce((SELECT max(s.hi) FROM vals s WHERE s.type = h.type AND s.key = x'%x' AND s.id = h.id), -9e999)", []byte(o.Key))
 			} else {
 				sortExprs[i] = fmt.Sprintf("coalesce((SELECT min(s.lo) FROM vals s WHERE s.type = h.type AND s.key = x'%x' AND s.id = h.id), 9e999)", []byte(o.Key))
 			}
-		default:
-			return "", nil, 0, fmt.Errorf("search: unknown order %q", o.By)
 		}
 	}
 
+	var b strings.Builder
 	if count {
 		b.WriteString("SELECT count(*)")
 	} else {
@@ -108,33 +134,30 @@ func buildSearch(q store.SearchQuery, count bool) (string, []any, int, error) {
 			b.WriteString(", " + e)
 		}
 	}
-	b.WriteString(" FROM heads h WHERE h.type = " + arg(q.Type) + " AND h.deleted = 0")
-	if q.Keys != nil {
-		if len(q.Keys) == 0 {
-			b.WriteString(" AND 0")
-		} else {
-			b.WriteString(" AND h.key_id IN (")
-			for i, k := range q.Keys {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(arg(k))
-			}
-			b.WriteString(")")
-		}
+	switch {
+	case driver >= 0:
+		b.WriteString(" FROM ")
+		writeDriver(&b, &args, q.Type, q.Where[driver])
+		b.WriteString(" d CROSS JOIN heads h WHERE h.type = " + args.add(q.Type) + " AND h.id = d.id AND h.deleted = 0")
+	default:
+		b.WriteString(" FROM heads h INDEXED BY heads_key WHERE h.type = " + args.add(q.Type) + " AND h.deleted = 0")
 	}
-	for _, c := range q.Where {
-		b.WriteString(" AND ")
-		if err := writeCond(&b, arg, q.Type, c); err != nil {
-			return "", nil, 0, err
+	if q.Keys != nil {
+		b.WriteString(" AND " + keysIn("h.key_id", q.Keys, &args))
+	}
+	for i, c := range q.Where {
+		if i == driver {
+			continue
 		}
+		b.WriteString(" AND ")
+		writeCond(&b, &args, q.Type, c)
+	}
+	if q.Labels != nil {
+		b.WriteString(" AND " + labelsWithin("h.seq", q.Labels, &args))
 	}
 	if !count && q.After != nil {
-		if len(q.After.Sort) != len(q.Order) {
-			return "", nil, 0, errors.New("search: the continuation does not fit the order")
-		}
 		b.WriteString(" AND ")
-		writeAfter(&b, arg, sortExprs, q.Order, q.After)
+		writeAfter(&b, &args, sortExprs, q.Order, q.After)
 	}
 	if !count {
 		b.WriteString(" ORDER BY ")
@@ -147,58 +170,150 @@ func buildSearch(q store.SearchQuery, count bool) (string, []any, int, error) {
 		}
 		b.WriteString("h.id")
 		if q.Limit > 0 {
-			b.WriteString(" LIMIT " + arg(q.Limit))
+			b.WriteString(" LIMIT " + args.add(q.Limit))
 		}
 	}
 	return b.String(), args, len(sortExprs), nil
 }
 
-// writeCond writes one condition: an OR of subqueries, negated with Not.
-func writeCond(b *strings.Builder, arg func(any) string, typ string, c store.Cond) error {
+// checkQuery refuses what no statement can mean.
+func checkQuery(q store.SearchQuery) error {
+	for _, c := range q.Where {
+		for _, r := range c.Values {
+			if len(r.Key) == 0 {
+				return errors.New("search: a value range needs a key")
+			}
+			for _, bd := range r.Bounds {
+				if bd.End != "lo" && bd.End != "hi" {
+					return fmt.Errorf("search: unknown end %q", bd.End)
+				}
+				switch bd.Op {
+				case ">=", ">", "<=", "<":
+				default:
+					return fmt.Errorf("search: unknown comparison %q", bd.Op)
+				}
+				if math.IsNaN(bd.V) {
+					return errors.New("search: a bound is not a number")
+				}
+			}
+		}
+	}
+	for _, o := range q.Order {
+		switch {
+		case o.By == "value" && len(o.Key) == 0:
+			return errors.New("search: a value order needs a key")
+		case o.By != "value" && o.By != "updated":
+			return fmt.Errorf("search: unknown order %q", o.By)
+		}
+	}
+	if q.After != nil && len(q.After.Sort) != len(q.Order) {
+		return errors.New("search: the continuation does not fit the order")
+	}
+	return nil
+}
+
+// chooseDriver returns the index of the condition that drives q's plan, or
+// -1 to scan the type's heads (through the caller's data keys, if any).
+func (db *DB) chooseDriver(ctx context.Context, q store.SearchQuery) (int, error) {
+	var cands []int
+	for i, c := range q.Where {
+		if !c.Not {
+			cands = append(cands, i)
+		}
+	}
+	switch {
+	case len(cands) == 0:
+		return -1, nil
+	case len(cands) == 1 && q.Keys == nil:
+		return cands[0], nil // nothing to compare it with
+	}
+	best, bestN := -1, math.MaxInt
+	if q.Keys != nil {
+		var args sqlArgs
+		n, err := db.probeCount(ctx, "SELECT 1 FROM heads INDEXED BY heads_key WHERE type = "+args.add(q.Type)+" AND deleted = 0 AND "+keysIn("key_id", q.Keys, &args), args)
+		if err != nil {
+			return 0, err
+		}
+		bestN = n
+	}
+	for _, i := range cands {
+		c := q.Where[i]
+		if len(c.IDs) > 0 && len(c.Tokens) == 0 && len(c.Values) == 0 {
+			if len(c.IDs) < bestN {
+				best, bestN = i, len(c.IDs)
+			}
+			continue
+		}
+		var b strings.Builder
+		var args sqlArgs
+		writeDriver(&b, &args, q.Type, c)
+		n, err := db.probeCount(ctx, "SELECT 1 FROM "+b.String(), args)
+		if err != nil {
+			return 0, err
+		}
+		if n < bestN {
+			best, bestN = i, n
+		}
+	}
+	return best, nil
+}
+
+// probeCount counts the rows of a subquery, up to the probe limit.
+func (db *DB) probeCount(ctx context.Context, sub string, args sqlArgs) (int, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, "SELECT count(*) FROM ("+sub+" LIMIT "+args.add(db.probe)+")", args...).Scan(&n)
+	if err != nil {
+		return 0, db.fail("search plan", err)
+	}
+	return n, nil
+}
+
+// writeDriver writes a positive condition as a subquery of distinct row
+// ids: "(SELECT … ) ".
+func writeDriver(b *strings.Builder, args *sqlArgs, typ string, c store.Cond) {
 	var parts []string
 	if len(c.Tokens) > 0 {
-		var p strings.Builder
-		p.WriteString("h.id IN (SELECT id FROM tokens WHERE type = " + arg(typ) + " AND token IN (")
-		for i, t := range c.Tokens {
-			if i > 0 {
-				p.WriteString(", ")
-			}
-			p.WriteString(arg([]byte(t)))
-		}
-		p.WriteString("))")
-		parts = append(parts, p.String())
+		parts = append(parts, "SELECT id FROM tokens WHERE type = "+args.add(typ)+" AND token "+tokensIn(c.Tokens, args))
 	}
 	for _, r := range c.Values {
 		var p strings.Builder
-		p.WriteString("h.id IN (SELECT id FROM vals WHERE type = " + arg(typ) + " AND key = " + arg([]byte(r.Key)))
-		for _, bd := range r.Bounds {
-			if bd.End != "lo" && bd.End != "hi" {
-				return fmt.Errorf("search: unknown end %q", bd.End)
-			}
-			switch bd.Op {
-			case ">=", ">", "<=", "<":
-			default:
-				return fmt.Errorf("search: unknown comparison %q", bd.Op)
-			}
-			if math.IsNaN(bd.V) {
-				return errors.New("search: a bound is not a number")
-			}
-			p.WriteString(" AND " + bd.End + " " + bd.Op + " " + arg(bd.V))
-		}
+		p.WriteString("SELECT id FROM vals WHERE type = " + args.add(typ) + " AND key = " + args.add([]byte(r.Key)))
+		writeBounds(&p, args, "", r.Bounds)
+		parts = append(parts, p.String())
+	}
+	if len(c.IDs) > 0 {
+		parts = append(parts, "SELECT id FROM heads WHERE type = "+args.add(typ)+" AND id "+idsIn(c.IDs, args))
+	}
+	// One token or a list of ids names each row once; anything else may
+	// name a row twice (a resource with two of the tokens, two values in
+	// the range), and UNION makes the rows distinct.
+	b.WriteString("(")
+	if len(parts) == 1 && (len(c.Tokens) == 1 || len(c.IDs) > 0) {
+		b.WriteString(parts[0])
+	} else if len(parts) == 1 {
+		b.WriteString("SELECT DISTINCT id FROM (" + parts[0] + ")")
+	} else {
+		b.WriteString(strings.Join(parts, " UNION "))
+	}
+	b.WriteString(")")
+}
+
+// writeCond writes one condition on the head h: an OR of point lookups,
+// negated with Not.
+func writeCond(b *strings.Builder, args *sqlArgs, typ string, c store.Cond) {
+	var parts []string
+	if len(c.Tokens) > 0 {
+		parts = append(parts, "EXISTS (SELECT 1 FROM tokens t WHERE t.type = "+args.add(typ)+" AND t.token "+tokensIn(c.Tokens, args)+" AND t.id = h.id)")
+	}
+	for _, r := range c.Values {
+		var p strings.Builder
+		p.WriteString("EXISTS (SELECT 1 FROM vals s WHERE s.type = " + args.add(typ) + " AND s.key = " + args.add([]byte(r.Key)) + " AND s.id = h.id")
+		writeBounds(&p, args, "s.", r.Bounds)
 		p.WriteString(")")
 		parts = append(parts, p.String())
 	}
 	if len(c.IDs) > 0 {
-		var p strings.Builder
-		p.WriteString("h.id IN (")
-		for i, id := range c.IDs {
-			if i > 0 {
-				p.WriteString(", ")
-			}
-			p.WriteString(arg(id))
-		}
-		p.WriteString(")")
-		parts = append(parts, p.String())
+		parts = append(parts, "h.id "+idsIn(c.IDs, args))
 	}
 	expr := "0"
 	if len(parts) > 0 {
@@ -208,23 +323,93 @@ func writeCond(b *strings.Builder, arg func(any) string, typ string, c store.Con
 		expr = "NOT " + expr
 	}
 	b.WriteString(expr)
-	return nil
+}
+
+// writeBounds writes " AND lo >= ?"… for each bound (checked by checkQuery).
+func writeBounds(b *strings.Builder, args *sqlArgs, prefix string, bounds []store.Bound) {
+	for _, bd := range bounds {
+		b.WriteString(" AND " + prefix + bd.End + " " + bd.Op + " " + args.add(bd.V))
+	}
+}
+
+func tokensIn(ts []store.Token, args *sqlArgs) string {
+	if len(ts) == 1 {
+		return "= " + args.add([]byte(ts[0]))
+	}
+	var b strings.Builder
+	b.WriteString("IN (")
+	for i, t := range ts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(args.add([]byte(t)))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func idsIn(ids []string, args *sqlArgs) string {
+	var b strings.Builder
+	b.WriteString("IN (")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(args.add(id))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// keysIn is the condition that col is one of keys (which is not empty).
+func keysIn(col string, keys []int64, args *sqlArgs) string {
+	if len(keys) == 0 {
+		return "0"
+	}
+	var b strings.Builder
+	b.WriteString(col + " IN (")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(args.add(k))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// labelsWithin is the condition that the version with seq col carries no
+// label outside labels.
+func labelsWithin(col string, labels []store.Token, args *sqlArgs) string {
+	if len(labels) == 0 {
+		return "NOT EXISTS (SELECT 1 FROM labels l WHERE l.seq = " + col + ")"
+	}
+	var b strings.Builder
+	b.WriteString("NOT EXISTS (SELECT 1 FROM labels l WHERE l.seq = " + col + " AND l.label NOT IN (")
+	for i, l := range labels {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(args.add([]byte(l)))
+	}
+	b.WriteString("))")
+	return b.String()
 }
 
 // writeAfter writes the keyset continuation: the rows that come after the
 // hit in the query's order.
-func writeAfter(b *strings.Builder, arg func(any) string, exprs []string, order []store.Order, after *store.Hit) {
+func writeAfter(b *strings.Builder, args *sqlArgs, exprs []string, order []store.Order, after *store.Hit) {
 	var rec func(i int) string
 	rec = func(i int) string {
 		if i == len(exprs) {
-			return "h.id > " + arg(after.ID)
+			return "h.id > " + args.add(after.ID)
 		}
 		cmp := ">"
 		if order[i].Desc {
 			cmp = "<"
 		}
 		v := after.Sort[i]
-		return "(" + exprs[i] + " " + cmp + " " + arg(v) + " OR (" + exprs[i] + " = " + arg(v) + " AND " + rec(i+1) + "))"
+		return "(" + exprs[i] + " " + cmp + " " + args.add(v) + " OR (" + exprs[i] + " = " + args.add(v) + " AND " + rec(i+1) + "))"
 	}
 	b.WriteString(rec(0))
 }

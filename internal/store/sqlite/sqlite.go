@@ -127,6 +127,10 @@ type Options struct {
 	// by other processes. (ehrvault serve holds the data directory's lock,
 	// which every other writer of records takes too.)
 	ReadCache int
+	// ProbeLimit is how many rows the search planner counts, at most, to
+	// size each condition that could drive a search; 0 picks 4096. Tests
+	// set it small to take every plan with little data.
+	ProbeLimit int
 }
 
 // DB is an open database. It is safe for concurrent use.
@@ -135,6 +139,7 @@ type DB struct {
 	w      *sql.DB    // one connection: every write transaction
 	r      *sql.DB    // read-only connections
 	cache  *headCache // nil without Options.ReadCache
+	probe  int        // Options.ProbeLimit
 	closed atomic.Bool
 }
 
@@ -170,7 +175,7 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 		}
 	}
 
-	db, err := open(ctx, path, sync, readConns)
+	db, err := open(ctx, path, sync, readConns, o.ProbeLimit)
 	if err != nil {
 		if o.Create {
 			// Leave nothing half made behind, so that init can run again.
@@ -209,8 +214,11 @@ func createFile(path string) error {
 	return nil
 }
 
-func open(ctx context.Context, path, sync string, readConns int) (*DB, error) {
-	db := &DB{path: path}
+func open(ctx context.Context, path, sync string, readConns, probe int) (*DB, error) {
+	db := &DB{path: path, probe: probe}
+	if db.probe <= 0 {
+		db.probe = 4096
+	}
 	var err error
 	db.w = sql.OpenDB(&connector{
 		dsn: dsn(path, url.Values{

@@ -50,6 +50,13 @@ func TestStoreReadCache(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{ReadCache: 3}) })
 }
 
+// TestStoreSmallProbe runs the suite with a probe limit so small that the
+// search planner's choice of driver is decided by the data at hand, so
+// that the model test takes every plan.
+func TestStoreSmallProbe(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, Options{ProbeLimit: 5}) })
+}
+
 func TestReadCacheSeesCommits(t *testing.T) {
 	ctx := context.Background()
 	db := openTemp(t, Options{ReadCache: 100})

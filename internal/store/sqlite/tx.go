@@ -149,15 +149,16 @@ const (
 	newHeadSQL     = `INSERT INTO heads (type, id, version, seq, deleted, tokens, key_id, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	moveHeadSQL    = `UPDATE heads SET version = ?, seq = ?, deleted = ?, tokens = ?, key_id = ?, vals = ? WHERE type = ? AND id = ?`
 	deleteTokenSQL = `DELETE FROM tokens WHERE type = ? AND token = ? AND id = ?`
+	insertLabelSQL = `INSERT INTO labels (seq, label) VALUES (?, ?)`
 	deleteValueSQL = `DELETE FROM vals WHERE type = ? AND key = ? AND lo = ? AND hi = ? AND id = ?`
 )
 
 // Put implements store.Tx.
 func (t *tx) Put(ctx context.Context, v *store.Version, ix *store.Index) error {
-	var tokens []store.Token
+	var tokens, labels []store.Token
 	var values []store.Value
 	if ix != nil {
-		tokens, values = ix.Tokens, ix.Values
+		tokens, values, labels = ix.Tokens, ix.Values, ix.Labels
 	}
 	if err := t.check(); err != nil {
 		return err
@@ -200,7 +201,7 @@ func (t *tx) Put(ctx context.Context, v *store.Version, ix *store.Index) error {
 	if t.db.cache != nil {
 		t.written = append(t.written, headKey{v.Type, v.ID})
 	}
-	seq, err := t.put(short(ctx), v, current, old, uniqueTokens(tokens), oldVals, uniqueValues(values))
+	seq, err := t.put(short(ctx), v, current, old, uniqueTokens(tokens), oldVals, uniqueValues(values), uniqueTokens(labels))
 	if err != nil {
 		err = t.fail(ctx, fmt.Sprintf("put %s/%s", v.Type, v.ID), err)
 		t.broken = err
@@ -210,13 +211,18 @@ func (t *tx) Put(ctx context.Context, v *store.Version, ix *store.Index) error {
 	return nil
 }
 
-func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, tokens []store.Token, oldVals, values []store.Value) (seq int64, err error) {
+func (t *tx) put(ctx context.Context, v *store.Version, current int64, old, tokens []store.Token, oldVals, values []store.Value, labels []store.Token) (seq int64, err error) {
 	res, err := t.tx.ExecContext(ctx, insertSQL, v.Type, v.ID, v.Version, micros(v.Updated), v.Deleted, v.KeyID, v.Data)
 	if err != nil {
 		return 0, err
 	}
 	if seq, err = res.LastInsertId(); err != nil {
 		return 0, err
+	}
+	for _, l := range labels {
+		if _, err := t.tx.ExecContext(ctx, insertLabelSQL, seq, []byte(l)); err != nil {
+			return 0, err
+		}
 	}
 	list, vlist := encodeTokens(tokens), encodeValues(values)
 	if current == 0 {

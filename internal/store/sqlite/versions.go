@@ -152,6 +152,12 @@ func history(ctx context.Context, q querier, hq store.HistoryQuery) ([]*store.Ve
 			WHERE n.type = v.type AND n.id = v.id AND n.version > v.version AND n.updated <= ?)`)
 		args = append(args, at, at)
 	}
+	if hq.Keys != nil {
+		where = append(where, keysIn("v.key_id", hq.Keys, (*sqlArgs)(&args)))
+	}
+	if hq.Labels != nil {
+		where = append(where, labelsWithin("v.seq", hq.Labels, (*sqlArgs)(&args)))
+	}
 	var b strings.Builder
 	b.WriteString("SELECT v.seq, v.type, v.id, v.version, v.updated, v.deleted, v.key_id, v.data FROM versions v")
 	if len(where) > 0 {

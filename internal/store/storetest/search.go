@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -96,7 +98,9 @@ func (r *runner) testSearch(t *testing.T) {
 		}
 		return out
 	}
-	rng := func(key store.Token, bounds ...store.Bound) store.ValueRange { return store.ValueRange{Key: key, Bounds: bounds} }
+	rng := func(key store.Token, bounds ...store.Bound) store.ValueRange {
+		return store.ValueRange{Key: key, Bounds: bounds}
+	}
 	check("everything", store.SearchQuery{}, "a", "b", "c", "d", "e", "f")
 	check("one token", store.SearchQuery{Where: []store.Cond{{Tokens: toks("final")}}}, "a", "b", "d")
 	check("OR of tokens", store.SearchQuery{Where: []store.Cond{{Tokens: toks("amended", "pulse")}}}, "b", "c")
@@ -168,6 +172,291 @@ func (r *runner) testSearch(t *testing.T) {
 	} {
 		if _, err := sr.Search(ctx, q); err == nil {
 			t.Errorf("malformed query %d: Search succeeded", i)
+		}
+	}
+}
+
+// testSearchLabels checks the label restriction, in searches and history.
+func (r *runner) testSearchLabels(t *testing.T) {
+	s := r.newStore(t)
+	sr := s.(store.Searcher)
+	ctx := context.Background()
+	secret, hiv := tok("label:R"), tok("label:HIV")
+	putIndexed(t, s, ver("Observation", "plain", 1, at(1)), &store.Index{Tokens: []store.Token{tok("x")}})
+	putIndexed(t, s, ver("Observation", "r", 1, at(2)), &store.Index{Tokens: []store.Token{tok("x")}, Labels: []store.Token{secret}})
+	putIndexed(t, s, ver("Observation", "rh", 1, at(3)), &store.Index{Tokens: []store.Token{tok("x")}, Labels: []store.Token{secret, hiv}})
+	for _, c := range []struct {
+		name   string
+		labels []store.Token
+		want   []string
+	}{
+		{"no restriction", nil, []string{"plain", "r", "rh"}},
+		{"no labels allowed", []store.Token{}, []string{"plain"}},
+		{"R allowed", []store.Token{secret}, []string{"plain", "r"}},
+		{"both allowed", []store.Token{hiv, secret}, []string{"plain", "r", "rh"}},
+		{"HIV only", []store.Token{hiv}, []string{"plain"}},
+	} {
+		for _, where := range [][]store.Cond{nil, {{Tokens: []store.Token{tok("x")}}}} {
+			q := store.SearchQuery{Type: "Observation", Where: where, Labels: c.labels}
+			hits, err := sr.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(hits); !slices.Equal(got, c.want) {
+				t.Errorf("%s (%d conditions): Search = %v, want %v", c.name, len(where), got, c.want)
+			}
+			if n, err := sr.Count(ctx, q); err != nil || n != int64(len(c.want)) {
+				t.Errorf("%s (%d conditions): Count = %d, %v, want %d", c.name, len(where), n, err, len(c.want))
+			}
+		}
+	}
+	// A new version without the label is admitted; its old, labelled
+	// version is not, in history.
+	putIndexed(t, s, ver("Observation", "r", 2, at(4)), &store.Index{Tokens: []store.Token{tok("x")}})
+	hits, err := sr.Search(ctx, store.SearchQuery{Type: "Observation", Labels: []store.Token{}})
+	if err != nil || !slices.Equal(ids(hits), []string{"plain", "r"}) {
+		t.Errorf("after relabelling: Search = %v, %v, want [plain r]", ids(hits), err)
+	}
+	vs, err := s.History(ctx, store.HistoryQuery{Type: "Observation", Labels: []store.Token{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range vs {
+		got = append(got, fmt.Sprintf("%s/%d", v.ID, v.Version))
+	}
+	if want := []string{"r/2", "plain/1"}; !slices.Equal(got, want) {
+		t.Errorf("History(no labels allowed) = %v, want %v", got, want)
+	}
+	// A deletion carries the labels it is given.
+	d := del("Observation", "rh", 2, at(5))
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put(ctx, d, &store.Index{Labels: []store.Token{hiv}}) }); err != nil {
+		t.Fatalf("Put(deletion with labels) = %v", err)
+	}
+	vs, err = s.History(ctx, store.HistoryQuery{Type: "Observation", ID: "rh", Labels: []store.Token{secret}})
+	if err != nil || len(vs) != 0 {
+		t.Errorf("History(rh, R allowed) = %d versions, %v; want none: both versions carry HIV", len(vs), err)
+	}
+}
+
+// testHistoryKeys checks the data-key restriction of history.
+func (r *runner) testHistoryKeys(t *testing.T) {
+	s := r.newStore(t)
+	ctx := context.Background()
+	for i, k := range []int64{1, 2, 1, 3} {
+		v := ver("Observation", fmt.Sprint("o", i), 1, at(i))
+		v.KeyID = k
+		put(t, s, v)
+	}
+	v := ver("Observation", "o0", 2, at(9))
+	v.KeyID = 2 // moved to another patient
+	put(t, s, v)
+	for _, c := range []struct {
+		q    store.HistoryQuery
+		want []string
+	}{
+		{store.HistoryQuery{Keys: []int64{1}}, []string{"o2/1", "o0/1"}},
+		{store.HistoryQuery{Type: "Observation", Keys: []int64{2}}, []string{"o0/2", "o1/1"}},
+		{store.HistoryQuery{Type: "Observation", ID: "o0", Keys: []int64{1}}, []string{"o0/1"}},
+		{store.HistoryQuery{Keys: []int64{}}, nil},
+	} {
+		vs, err := s.History(ctx, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vs {
+			got = append(got, fmt.Sprintf("%s/%d", v.ID, v.Version))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("History(%+v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+}
+
+// testSearchModel runs random queries over a few hundred random resources
+// and compares every answer with a model evaluated in memory. Backends
+// whose plans depend on the data (which condition drives) take each plan
+// only if the data calls for it, so the suite is worth running with
+// settings that make each plan likely (a small probe limit in SQLite).
+func (r *runner) testSearchModel(t *testing.T) {
+	s := r.newStore(t)
+	sr := s.(store.Searcher)
+	ctx := context.Background()
+	rnd := rand.New(rand.NewPCG(7, 11))
+	type res struct {
+		id     string
+		key    int64
+		tokens map[int]bool
+		vals   map[int][][2]float64
+		labels map[int]bool
+		upd    int
+	}
+	const nTokens, nKeys, nLabels = 12, 6, 3
+	vkeys := []store.Token{tok("v0"), tok("v1")}
+	label := func(i int) store.Token { return tok(fmt.Sprint("label", i)) }
+	var model []*res
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for i := range 300 {
+			x := &res{id: fmt.Sprintf("r%03d", i), key: 1 + rnd.Int64N(nKeys), tokens: map[int]bool{}, vals: map[int][][2]float64{}, labels: map[int]bool{}, upd: rnd.IntN(50)}
+			ix := &store.Index{}
+			// Skewed: token 0 is on most resources, token 11 on few.
+			for k := range nTokens {
+				if rnd.Float64() < 0.9/float64(k+1) {
+					x.tokens[k] = true
+					ix.Tokens = append(ix.Tokens, tok(fmt.Sprint("t", k)))
+				}
+			}
+			for k := range vkeys {
+				for range rnd.IntN(3) {
+					lo := float64(rnd.IntN(100))
+					hi := lo + float64(rnd.IntN(20))
+					x.vals[k] = append(x.vals[k], [2]float64{lo, hi})
+					ix.Values = append(ix.Values, store.Value{Key: vkeys[k], Lo: lo, Hi: hi})
+				}
+			}
+			for k := range nLabels {
+				if rnd.IntN(8) == 0 {
+					x.labels[k] = true
+					ix.Labels = append(ix.Labels, label(k))
+				}
+			}
+			v := ver("Observation", x.id, 1, at(x.upd))
+			v.KeyID = x.key
+			if err := tx.Put(ctx, v, ix); err != nil {
+				return err
+			}
+			model = append(model, x)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmp := func(op string, a, b float64) bool {
+		switch op {
+		case ">=":
+			return a >= b
+		case ">":
+			return a > b
+		case "<=":
+			return a <= b
+		}
+		return a < b
+	}
+	ops := []string{">=", ">", "<=", "<"}
+	for qi := range 400 {
+		q := store.SearchQuery{Type: "Observation"}
+		type mcond struct {
+			tokens []int
+			ranges []struct {
+				k      int
+				bounds []store.Bound
+			}
+			ids []string
+			not bool
+		}
+		var mconds []mcond
+		for range 1 + rnd.IntN(3) {
+			var mc mcond
+			var c store.Cond
+			switch rnd.IntN(4) {
+			case 0, 1:
+				for range 1 + rnd.IntN(2) {
+					k := rnd.IntN(nTokens)
+					mc.tokens = append(mc.tokens, k)
+					c.Tokens = append(c.Tokens, tok(fmt.Sprint("t", k)))
+				}
+			case 2:
+				k := rnd.IntN(len(vkeys))
+				var bounds []store.Bound
+				for range 1 + rnd.IntN(2) {
+					bounds = append(bounds, store.Bound{End: []string{"lo", "hi"}[rnd.IntN(2)], Op: ops[rnd.IntN(4)], V: float64(rnd.IntN(120))})
+				}
+				mc.ranges = append(mc.ranges, struct {
+					k      int
+					bounds []store.Bound
+				}{k, bounds})
+				c.Values = append(c.Values, store.ValueRange{Key: vkeys[k], Bounds: bounds})
+			default:
+				for range 1 + rnd.IntN(5) {
+					id := fmt.Sprintf("r%03d", rnd.IntN(320))
+					mc.ids = append(mc.ids, id)
+					c.IDs = append(c.IDs, id)
+				}
+			}
+			if rnd.IntN(5) == 0 {
+				mc.not, c.Not = true, true
+			}
+			mconds = append(mconds, mc)
+			q.Where = append(q.Where, c)
+		}
+		if rnd.IntN(3) == 0 {
+			q.Keys = []int64{}
+			for k := range int64(nKeys) {
+				if rnd.IntN(3) == 0 {
+					q.Keys = append(q.Keys, k+1)
+				}
+			}
+		}
+		if rnd.IntN(4) == 0 {
+			q.Labels = []store.Token{}
+			for k := range nLabels {
+				if rnd.IntN(2) == 0 {
+					q.Labels = append(q.Labels, label(k))
+				}
+			}
+		}
+		var want []string
+		for _, x := range model {
+			ok := true
+			if q.Keys != nil && !slices.Contains(q.Keys, x.key) {
+				ok = false
+			}
+			if q.Labels != nil {
+				for k := range x.labels {
+					if !slices.ContainsFunc(q.Labels, func(l store.Token) bool { return string(l) == string(label(k)) }) {
+						ok = false
+					}
+				}
+			}
+			for _, mc := range mconds {
+				hit := false
+				for _, k := range mc.tokens {
+					hit = hit || x.tokens[k]
+				}
+				for _, rg := range mc.ranges {
+					for _, v := range x.vals[rg.k] {
+						all := true
+						for _, bd := range rg.bounds {
+							end := v[0]
+							if bd.End == "hi" {
+								end = v[1]
+							}
+							all = all && cmp(bd.Op, end, bd.V)
+						}
+						hit = hit || all
+					}
+				}
+				hit = hit || slices.Contains(mc.ids, x.id)
+				if hit == mc.not {
+					ok = false
+				}
+			}
+			if ok {
+				want = append(want, x.id)
+			}
+		}
+		hits, err := sr.Search(ctx, q)
+		if err != nil {
+			t.Fatalf("query %d: Search = %v", qi, err)
+		}
+		if got := ids(hits); !slices.Equal(got, want) {
+			t.Fatalf("query %d %+v:\n got  %v\n want %v", qi, q, got, want)
+		}
+		n, err := sr.Count(ctx, q)
+		if err != nil || n != int64(len(want)) {
+			t.Fatalf("query %d: Count = %d, %v, want %d", qi, n, err, len(want))
 		}
 	}
 }
