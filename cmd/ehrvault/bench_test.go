@@ -14,8 +14,9 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/api"
 	"github.com/ehrvault/ehrvault/internal/audit"
-	"github.com/ehrvault/ehrvault/internal/records"
+	"github.com/ehrvault/ehrvault/internal/search"
 	"github.com/ehrvault/ehrvault/internal/sharedtest"
+	"net/url"
 )
 
 // BenchmarkReadPath loads GET /fhir/Observation/{id} over HTTP (keep-alive
@@ -25,12 +26,12 @@ import (
 func BenchmarkReadPath(b *testing.B) {
 	ts := newTestServer(b)
 	importAll(b, ts, sharedtest.Dir(b, "testdata", "synthea", "smart-r4-2019"))
-	page, err := ts.v.records.Search(context.Background(), records.SearchRequest{Type: "Observation", Count: 2000})
+	page, err := ts.v.search.Search(context.Background(), search.Request{Type: "Observation", Params: url.Values{"_count": {"1000"}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	var ids []string
-	for _, r := range page.Resources {
+	for _, r := range page.Matches {
 		ids = append(ids, r.ID)
 	}
 	for _, c := range []struct {
@@ -39,7 +40,7 @@ func BenchmarkReadPath(b *testing.B) {
 	}{{"off", 32}, {"on", 32}, {"on-flush-50ms", 32}, {"off", 128}, {"on", 128}, {"on-flush-50ms", 128}} {
 		mode := c.mode
 		b.Run("audit="+mode+"/clients="+itoa(c.conns), func(b *testing.B) {
-			cfg := api.Config{Records: ts.v.records, Auth: ts.v.tokens}
+			cfg := api.Config{Records: ts.v.records, Auth: ts.v.tokens, Search: ts.v.search}
 			al := ts.v.audit
 			if mode == "on-flush-50ms" {
 				c := ts.v.akeys.cfg

@@ -422,7 +422,7 @@ func serveDir(t *testing.T, dir string) (*vault, *httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Config{Records: v.records, Auth: v.tokens, Audit: v.audit, AuditLog: v.audit}))
+	srv := httptest.NewServer(api.New(api.Config{Records: v.records, Auth: v.tokens, Audit: v.audit, AuditLog: v.audit, Search: v.search}))
 	tok, _, _ := v.tokens.Create(ctx, time.Hour, "t")
 	return v, srv, tok
 }

@@ -221,11 +221,23 @@ func TestCapabilityStatement(t *testing.T) {
 		t.Errorf("metadata lists %d resource types", len(types))
 	}
 	// The search parameters it states are ones the server accepts.
-	for _, p := range types["Patient"]["searchParam"].([]any) {
-		name := p.(map[string]any)["name"].(string)
-		r := ts.do("GET", "/Patient?"+name+"=x", nil, "Prefer", "handling=strict")
-		if r.status != 200 {
-			t.Errorf("stated parameter %s gives %d: %s", name, r.status, r.outcomeText())
+	sample := map[string]string{"date": "2020", "number": "1", "quantity": "1", "reference": "Patient/x"}
+	for _, typ := range []string{"Patient", "Observation", "Encounter", "Condition", "MedicationRequest", "Claim", "Organization"} {
+		params := types[typ]["searchParam"].([]any)
+		if len(params) < 5 {
+			t.Errorf("%s states %d search parameters", typ, len(params))
+		}
+		for _, p := range params {
+			m := p.(map[string]any)
+			name := m["name"].(string)
+			v := sample[m["type"].(string)]
+			if v == "" {
+				v = "x"
+			}
+			r := ts.do("GET", "/"+typ+"?"+name+"="+v, nil, "Prefer", "handling=strict")
+			if r.status != 200 {
+				t.Errorf("stated parameter %s of %s gives %d: %s", name, typ, r.status, r.outcomeText())
+			}
 		}
 	}
 	ts.do("GET", "/Patient?no-such-param=x", nil, "Prefer", "handling=strict").want(t, 400)

@@ -21,6 +21,8 @@ import (
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
+	"github.com/ehrvault/ehrvault/internal/search"
+	"net/url"
 )
 
 // crashEnv is the environment of an ehrvault child process in these tests.
@@ -156,7 +158,7 @@ func TestKillNineServerLosesNoAcknowledgedWrite(t *testing.T) {
 		latest[a.id] = max(latest[a.id], n)
 	}
 	for id, n := range latest {
-		r, err := v.records.Read(ctx, "Patient", id)
+		r, err := v.records.Read(ctx, "Patient", id, nil)
 		if err != nil {
 			t.Errorf("acknowledged Patient/%s (version %d) is lost: %v", id, n, err)
 			continue
@@ -183,13 +185,13 @@ func checkAllOpen(t *testing.T, v *vault, typ string) int {
 	t.Helper()
 	ctx := context.Background()
 	n := 0
-	page := ""
+	params := url.Values{"_count": {"1000"}}
 	for {
-		p, err := v.records.Search(ctx, records.SearchRequest{Type: typ, Count: 1000, Page: page})
+		p, err := v.search.Search(ctx, search.Request{Type: typ, Params: params})
 		if err != nil {
 			t.Fatalf("search %s after restart: %v", typ, err)
 		}
-		for _, r := range p.Resources {
+		for _, r := range p.Matches {
 			if _, err := fhir.Parse(r.JSON, 0); err != nil {
 				t.Fatalf("%s/%s does not parse after restart: %v", typ, r.ID, err)
 			}
@@ -198,7 +200,7 @@ func checkAllOpen(t *testing.T, v *vault, typ string) int {
 		if p.Next == "" {
 			return n
 		}
-		page = p.Next
+		params = url.Values{"_page": {p.Next}}
 	}
 }
 
@@ -209,11 +211,11 @@ func patientsStored(t *testing.T, dir string) int {
 		t.Fatalf("open beside the import: %v", err)
 	}
 	defer v.Close()
-	p, err := v.records.Search(context.Background(), records.SearchRequest{Type: "Patient", Count: 1000})
+	p, err := v.search.Search(context.Background(), search.Request{Type: "Patient", Params: url.Values{"_summary": {"count"}}})
 	if err != nil {
 		return 0
 	}
-	return len(p.Resources)
+	return int(p.Total)
 }
 
 // TestKillNineImportKeepsBundlesWhole kills an import of synthetic
@@ -268,7 +270,7 @@ func TestKillNineImportKeepsBundlesWhole(t *testing.T) {
 		present := 0
 		for _, u := range urls {
 			typ, id, _ := strings.Cut(u, "/")
-			if _, err := v.records.Read(ctx, typ, id); err == nil {
+			if _, err := v.records.Read(ctx, typ, id, nil); err == nil {
 				present++
 			} else if records.CodeOf(err) != records.NotFound {
 				t.Fatalf("%s: %s after restart: %v", filepath.Base(f), u, err)
@@ -297,7 +299,7 @@ func TestKillNineImportKeepsBundlesWhole(t *testing.T) {
 	for f, urls := range want {
 		for _, u := range urls {
 			typ, id, _ := strings.Cut(u, "/")
-			if _, err := v.records.Read(ctx, typ, id); err != nil {
+			if _, err := v.records.Read(ctx, typ, id, nil); err != nil {
 				t.Fatalf("%s: %s missing after the import was run again: %v", filepath.Base(f), u, err)
 			}
 		}

@@ -73,7 +73,7 @@ func TestImportSynthea(t *testing.T) {
 			byType := map[string]int{}
 			for _, res := range want {
 				typ, id := res.Str("resourceType"), res.Str("id")
-				got, err := ts.v.records.Read(context.Background(), typ, id)
+				got, err := ts.v.records.Read(context.Background(), typ, id, nil)
 				if err != nil {
 					t.Fatalf("read %s/%s: %v", typ, id, err)
 				}
@@ -229,12 +229,12 @@ func TestImportReportsBadEntries(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"good1", "good2", "nd1", "nd3", "single"} {
-		if _, err := ts.v.records.Read(context.Background(), "Patient", id); err != nil {
+		if _, err := ts.v.records.Read(context.Background(), "Patient", id, nil); err != nil {
 			t.Errorf("Patient/%s was not loaded: %v", id, err)
 		}
 	}
 	for _, id := range []string{"bad", "nd2", "col1"} {
-		if _, err := ts.v.records.Read(context.Background(), "Patient", id); records.CodeOf(err) != records.NotFound {
+		if _, err := ts.v.records.Read(context.Background(), "Patient", id, nil); records.CodeOf(err) != records.NotFound {
 			t.Errorf("Patient/%s: %v, want not found", id, err)
 		}
 	}

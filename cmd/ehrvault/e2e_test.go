@@ -57,7 +57,7 @@ func newTestServer(t testing.TB, opts ...func(*api.Config)) *testServer {
 	if err != nil {
 		t.Fatalf("openVault: %v", err)
 	}
-	cfg := api.Config{Records: v.records, Auth: v.tokens, Log: log, Version: "test", SearchParams: v.searchParams, Audit: v.audit, AuditLog: v.audit}
+	cfg := api.Config{Records: v.records, Auth: v.tokens, Log: log, Version: "test", SearchParams: v.searchParams, Audit: v.audit, AuditLog: v.audit, Search: v.search}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -127,6 +127,7 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		SearchParams: v.searchParams,
 		Audit:        v.audit,
 		AuditLog:     v.audit,
+		Search:       v.search,
 	})
 	srv := &http.Server{
 		Handler:           h,

@@ -38,6 +38,7 @@ type vault struct {
 	db      *sqlite.DB
 	keys    *keyring.Keyring
 	index   *search.Indexer
+	search  *search.Engine
 	records *records.Service
 	tokens  *auth.Tokens
 	akeys   *auditKeys
@@ -154,12 +155,23 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		v.Close()
 		return nil, err
 	}
-	v.index = search.NewIndexer(ik)
+	rowIDs, err := records.RowIDs(ctx, v.keys)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	v.index = search.NewIndexer(ik, rowIDs)
 	v.records, err = records.New(ctx, records.Config{Store: v.db, Keys: v.keys, Indexer: v.index, Log: log})
 	if err != nil {
 		v.Close()
 		return nil, err
 	}
+	pages, err := v.keys.Sealer(ctx, keyring.PurposeSearchPage)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	v.search = search.NewEngine(v.index, v.records, v.db, pages)
 	tk, err := v.keys.Derived(ctx, keyring.PurposeToken)
 	if err != nil {
 		v.Close()

@@ -26,10 +26,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
+	"github.com/ehrvault/ehrvault/internal/search"
 )
 
 // Authenticator tells who sent a request. It returns
@@ -62,6 +64,19 @@ type Config struct {
 	// AuditLog serves the audit log's views (AuditEvent, checkpoints,
 	// proofs, reports); nil serves none.
 	AuditLog *audit.Log
+	// Search carries out searches, compartment searches and $everything;
+	// nil answers them with 501.
+	Search *search.Engine
+	// Access decides what an authenticated principal may see; nil lets
+	// every principal see everything (operator tokens, until the access
+	// issue brings roles and consent).
+	Access AccessDecider
+}
+
+// AccessDecider turns a principal into the restriction its requests obey.
+// An error fails the request with 503, closed.
+type AccessDecider interface {
+	Restriction(ctx context.Context, p *auth.Principal) (*access.Restriction, error)
 }
 
 // DefaultMaxBody is the default request body limit: large enough for a
@@ -83,11 +98,13 @@ type Handler struct {
 	meta    []byte // the CapabilityStatement, built once
 	audit   Auditor
 	alog    *audit.Log
+	engine  *search.Engine
+	access  AccessDecider
 }
 
 // New returns the API handler.
 func New(c Config) *Handler {
-	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now, audit: c.Audit, alog: c.AuditLog}
+	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now, audit: c.Audit, alog: c.AuditLog, engine: c.Search, access: c.Access}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +125,7 @@ type request struct {
 	id        string
 	route     string
 	principal *auth.Principal
+	restrict  *access.Restriction // what the principal may see; nil: everything
 	status    int
 	pretty    bool
 	base      string
@@ -286,7 +304,7 @@ func (h *Handler) route(q *request) {
 		q.route = "type"
 		switch m {
 		case http.MethodGet:
-			h.search(q, typ, form)
+			h.search(q, typ, "", form)
 		case http.MethodPost:
 			h.create(q, typ)
 		case http.MethodPut:
@@ -341,6 +359,24 @@ func (h *Handler) route(q *request) {
 				return
 			}
 			h.history(q, parts[0], parts[1], form)
+			return
+		}
+		if parts[0] == "Patient" && parts[2] == "$everything" {
+			q.route = "everything"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.everything(q, parts[1], form)
+			return
+		}
+		if parts[0] == "Patient" && fhir.IsResourceType(parts[2]) {
+			q.route = "compartment"
+			if m != http.MethodGet {
+				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			h.search(q, parts[2], parts[1], form)
 			return
 		}
 	case 4:
@@ -399,6 +435,8 @@ func actionOf(method string, parts []string) string {
 		return map[string]string{http.MethodGet: "read", http.MethodPut: "update", http.MethodDelete: "delete", http.MethodPatch: "patch"}[method]
 	case len(parts) == 3 && parts[2] == "_history":
 		return "history-instance"
+	case len(parts) == 3 && parts[0] == "Patient":
+		return "search-compartment"
 	case len(parts) == 4 && parts[2] == "_history":
 		return "vread"
 	}
@@ -434,6 +472,15 @@ func (h *Handler) authenticate(q *request) bool {
 		return false
 	}
 	q.principal = p
+	if h.access != nil {
+		r, err := h.access.Restriction(q.r.Context(), p)
+		if err != nil {
+			h.log.Error("access decision failed", "request_id", q.id, "err", err)
+			h.fail(q, &httpError{status: http.StatusServiceUnavailable, code: "transient", msg: "the access decision is unavailable; try again"})
+			return false
+		}
+		q.restrict = r
+	}
 	return true
 }
 

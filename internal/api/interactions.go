@@ -43,7 +43,7 @@ func setVersionHeaders(w http.ResponseWriter, r *records.Resource) {
 }
 
 func (h *Handler) read(q *request, typ, id string) {
-	res, err := h.rec.Read(q.r.Context(), typ, id)
+	res, err := h.rec.Read(q.r.Context(), typ, id, q.restrict)
 	if err != nil {
 		h.failVersioned(q, err)
 		return
@@ -80,7 +80,7 @@ func (h *Handler) failVersioned(q *request, err error) {
 }
 
 func (h *Handler) vread(q *request, typ, id, vid string) {
-	res, err := h.rec.VRead(q.r.Context(), typ, id, vid)
+	res, err := h.rec.VRead(q.r.Context(), typ, id, vid, q.restrict)
 	if err != nil {
 		h.failVersioned(q, err)
 		return
@@ -232,87 +232,6 @@ func (h *Handler) writeOutcome(q *request, out *records.Outcome) {
 	}
 }
 
-// resultParams are the parameters that shape a result rather than select
-// it; the search never sees them.
-var resultParams = map[string]bool{
-	"_format": true, "_pretty": true, "_count": true, "_page": true,
-}
-
-func (h *Handler) search(q *request, typ string, form url.Values) {
-	if !fhir.IsResourceType(typ) {
-		h.fail(q, errorf(http.StatusNotFound, "not-found", "unknown resource type in the URL; /metadata lists the supported types"))
-		return
-	}
-	p := parsePrefer(q.r)
-	h.recordQuery(q, form)
-	params := url.Values{}
-	for k, v := range form {
-		if !resultParams[k] {
-			params[k] = v
-		}
-	}
-	count, err := countParam(form)
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
-	var page *records.SearchPage
-	for {
-		page, err = h.rec.Search(q.r.Context(), records.SearchRequest{
-			Type: typ, Params: params, Count: count, Scope: typ + "?" + params.Encode(), Page: form.Get("_page"),
-		})
-		// Prefer: handling=lenient (the default) ignores a parameter the
-		// server does not know; the self link then leaves it out.
-		if re, ok := err.(*records.Error); ok && re.Code == records.NotSupported && !p.strict && len(re.Issues) > 0 {
-			if name := re.Issues[0].Path; name != "" && params.Has(name) {
-				params.Del(name)
-				continue
-			}
-		}
-		break
-	}
-	if err != nil {
-		h.fail(q, err)
-		return
-	}
-	self := q.base + "/" + typ + queryString(params, count, "")
-	next := ""
-	if page.Next != "" {
-		next = q.base + "/" + typ + queryString(params, count, page.Next)
-	}
-	bw := newBundleWriter("searchset", h.now())
-	bw.link("self", self)
-	if next != "" {
-		bw.link("next", next)
-	}
-	for _, r := range page.Resources {
-		q.touch(r)
-		bw.entry(q.base+"/"+r.Type+"/"+r.ID, r.JSON, `"search":{"mode":"match"}`)
-	}
-	h.writeJSON(q, http.StatusOK, bw.finish())
-}
-
-func (h *Handler) postSearch(q *request, typ string, form url.Values) {
-	ct := strings.ToLower(q.r.Header.Get("Content-Type"))
-	if !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		h.fail(q, errorf(http.StatusUnsupportedMediaType, "not-supported", "POST _search takes Content-Type: application/x-www-form-urlencoded"))
-		return
-	}
-	q.r.Body = http.MaxBytesReader(q.w, q.r.Body, 1<<20)
-	if err := q.r.ParseForm(); err != nil {
-		h.fail(q, errorf(http.StatusBadRequest, "invalid", "the form body could not be read"))
-		return
-	}
-	all := url.Values{}
-	for k, v := range form {
-		all[k] = append(all[k], v...)
-	}
-	for k, v := range q.r.PostForm {
-		all[k] = append(all[k], v...)
-	}
-	h.search(q, typ, all)
-}
-
 func countParam(form url.Values) (int, error) {
 	c := form.Get("_count")
 	if c == "" {
@@ -365,7 +284,7 @@ func (h *Handler) history(q *request, typ, id string, form url.Values) {
 		h.fail(q, errorf(http.StatusNotFound, "not-found", "unknown resource type in the URL; /metadata lists the supported types"))
 		return
 	}
-	req := records.HistoryRequest{Type: typ, ID: id, Page: form.Get("_page")}
+	req := records.HistoryRequest{Type: typ, ID: id, Page: form.Get("_page"), Restrict: q.restrict}
 	params := url.Values{}
 	for _, name := range []string{"_since", "_at"} {
 		s := form.Get(name)
@@ -385,7 +304,7 @@ func (h *Handler) history(q *request, typ, id string, form url.Values) {
 		}
 	}
 	for k := range form {
-		if !resultParams[k] && k != "_since" && k != "_at" && parsePrefer(q.r).strict {
+		if !listingParams[k] && k != "_since" && k != "_at" && parsePrefer(q.r).strict {
 			h.fail(q, &httpError{status: http.StatusBadRequest, code: "not-supported", msg: "history takes only _since, _at, _count and _page"})
 			return
 		}
@@ -456,7 +375,7 @@ func (h *Handler) bundle(q *request) {
 	if k := b.Value().Str("type"); k == "transaction" || k == "batch" {
 		q.action = k
 	}
-	kind, results, err := h.rec.Bundle(q.r.Context(), b, records.WriteOptions{})
+	kind, results, err := h.rec.Bundle(q.r.Context(), b, records.WriteOptions{Restrict: q.restrict})
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -555,6 +474,12 @@ func newBundleWriter(typ string, now time.Time) *bundleWriter {
 	b.buf = append(b.buf, typ...)
 	b.buf = append(b.buf, '"')
 	return b
+}
+
+// total sets Bundle.total; it must come before links and entries.
+func (b *bundleWriter) total(n int64) {
+	b.buf = append(b.buf, `,"total":`...)
+	b.buf = strconv.AppendInt(b.buf, n, 10)
 }
 
 func (b *bundleWriter) link(rel, u string) {

@@ -30,7 +30,7 @@ const (
 var interactions = map[string]bool{
 	"read": true, "vread": true, "update": true, "patch": true, "delete": true,
 	"history-instance": true, "history-type": true, "history-system": true,
-	"create": true, "search-type": true, "search-system": true, "capabilities": true,
+	"create": true, "search-type": true, "search-system": true, "search-compartment": true, "capabilities": true,
 	"transaction": true, "batch": true, "operation": true,
 }
 
@@ -39,7 +39,7 @@ func CRUDE(action string) string {
 	switch action {
 	case "create":
 		return "C"
-	case "read", "vread", "search-type", "search-system", "history-instance", "history-type", "history-system", ActionAuditRead:
+	case "read", "vread", "search-type", "search-system", "search-compartment", "history-instance", "history-type", "history-system", ActionAuditRead:
 		return "R"
 	case "update", "patch":
 		return "U"

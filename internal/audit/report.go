@@ -204,7 +204,7 @@ type AccessLog struct {
 
 // disclosureActions are the actions that release a patient's data.
 var disclosureActions = map[string]bool{
-	"read": true, "vread": true, "search-type": true, "search-system": true, "history-instance": true,
+	"read": true, "vread": true, "search-type": true, "search-system": true, "search-compartment": true, "history-instance": true,
 	"history-type": true, "history-system": true, "operation": true, "batch": true, "transaction": true, "export": true,
 }
 

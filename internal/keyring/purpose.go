@@ -21,6 +21,7 @@ import (
 const (
 	PurposeAuditSeal  = "audit-seal"  // XChaCha20-Poly1305 key of audit entries
 	PurposeAuditIndex = "audit-index" // keyed hashes in and over audit entries
+	PurposeSearchPage = "search-page" // XChaCha20-Poly1305 key of search page cursors
 )
 
 // Sealer seals small records under a key derived from the KEK for one

@@ -527,10 +527,7 @@ func (w *writer) get(ctx context.Context, e *entry) (*Resource, error) {
 	if err != nil {
 		return nil, w.s.storeError(err, e.typ, e.id)
 	}
-	if v.Deleted {
-		return nil, &Error{Code: Gone, Version: v.Version, Issues: []fhir.Issue{{Severity: "error", Code: "deleted", Message: "the resource has been deleted"}}}
-	}
-	return w.s.open(ctx, w.tx, v)
+	return w.s.admitted(ctx, w.tx, v, w.opt.Restrict, "the resource has been deleted")
 }
 
 // runBatch carries out the entries of a batch, each on its own. Entries

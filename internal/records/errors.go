@@ -117,3 +117,10 @@ func prefixIssues(err error, where string) error {
 	}
 	return &c
 }
+
+// NewError returns an error a client caused, with one issue at path (an
+// element, a parameter) saying format. The message must not quote a value
+// the client sent: it may identify a patient.
+func NewError(c Code, path, format string, args ...any) *Error {
+	return newError(c, path, format, args...)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/store"
 )
 
@@ -24,6 +25,9 @@ type HistoryRequest struct {
 	// bound to; the API passes the query without its cursor.
 	Scope string
 	Page  string // cursor from a previous page's Next
+	// Restrict limits the history to the versions it admits, each by its
+	// own owner and labels; an instance outside it is not found.
+	Restrict *access.Restriction
 }
 
 // HistoryEntry is one version in a history page.
@@ -64,9 +68,24 @@ func (s *Service) History(ctx context.Context, r HistoryRequest) (*HistoryPage, 
 		}
 		q.BeforeSeq = seq
 	}
+	sc, err := s.Scope(ctx, r.Restrict)
+	if err != nil {
+		return nil, err
+	}
+	q.Keys, q.Labels = sc.Keys(), sc.Labels()
 	if r.ID != "" && r.Page == "" {
-		if _, err := s.store.Read(ctx, r.Type, q.ID); err != nil {
+		head, err := s.store.Read(ctx, r.Type, q.ID)
+		if err != nil {
 			return nil, s.storeError(err, r.Type, r.ID)
+		}
+		if sc != nil {
+			res, err := s.open(ctx, s.store.Keys(), head)
+			if err != nil {
+				return nil, err
+			}
+			if !sc.Admits(res) {
+				return nil, newError(NotFound, "", "no such resource")
+			}
 		}
 	}
 	vs, err := s.store.History(ctx, q)

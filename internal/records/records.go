@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/store"
@@ -53,7 +54,8 @@ import (
 // parameters and the patient CompartmentDefinition.
 type Indexer interface {
 	// Owner names the data key that seals res: "Patient/<id>" for a
-	// resource of one patient's compartment, else "store".
+	// resource of one patient's compartment, "shared" for a resource in
+	// several patients' compartments, else "store".
 	Owner(res *fhir.Value) string
 	// Index returns what res is found and sorted by: its blind-index
 	// tokens and its values.
@@ -62,6 +64,9 @@ type Indexer interface {
 	// ("identifier=system|value") into tokens that all must match. The
 	// error names an unsupported or malformed parameter.
 	Condition(typ string, q url.Values) ([]store.Token, error)
+	// LabelTokens returns the tokens that Index gives security labels
+	// ("system|code"), for restrictions to some labels.
+	LabelTokens(labels []string) []store.Token
 }
 
 // Config holds what a Service is built from.
@@ -85,7 +90,7 @@ type Service struct {
 	newID   func() string
 	log     *slog.Logger
 	cursors *cursorCodec
-	idMACs  sync.Pool // of HMAC-SHA256 under the row-id key
+	rows    func(typ, id string) string
 }
 
 // New returns a Service.
@@ -97,7 +102,7 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	ik, err := c.Keys.Derived(ctx, purposeRowID)
+	rows, err := RowIDs(ctx, c.Keys)
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +114,8 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		newID:   c.NewID,
 		log:     c.Log,
 		cursors: newCursorCodec(ck),
+		rows:    rows,
 	}
-	s.idMACs.New = func() any { return hmac.New(sha256.New, ik) }
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -126,22 +131,37 @@ func New(ctx context.Context, c Config) (*Service, error) {
 // purposeRowID names the key, derived from the KEK, of row ids.
 const purposeRowID = "row-id"
 
-// rowID is the store's name for typ/id: HMAC-SHA256 under the row-id key
-// over an unambiguous encoding of (type, id), truncated to 128 bits and
-// hex-encoded. Equal resources get equal row ids; nothing else about the id
-// can be learned without the key.
-func (s *Service) rowID(typ, id string) string {
+// rowID is the store's name for typ/id (see RowIDs).
+func (s *Service) rowID(typ, id string) string { return s.rows(typ, id) }
+
+// RowID returns the store's name for the row of typ/id.
+func (s *Service) RowID(typ, id string) string { return s.rows(typ, id) }
+
+// RowIDs returns the function that names the store's rows: HMAC-SHA256
+// under the row-id key over an unambiguous encoding of (type, id),
+// truncated to 128 bits and hex-encoded. Equal resources get equal row
+// ids; nothing else about the id can be learned without the key. Every
+// function it returns for the same keyring names rows alike; it is safe
+// for concurrent use.
+func RowIDs(ctx context.Context, keys *keyring.Keyring) (func(typ, id string) string, error) {
+	ik, err := keys.Derived(ctx, purposeRowID)
+	if err != nil {
+		return nil, err
+	}
 	// A pooled HMAC saves setting up its key pads on every call, a
 	// noticeable part of a read.
-	m := s.idMACs.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(typ))
-	m.Write([]byte{0})
-	m.Write([]byte(id))
-	var sum [sha256.Size]byte
-	out := hex.EncodeToString(m.Sum(sum[:0])[:16])
-	s.idMACs.Put(m)
-	return out
+	pool := sync.Pool{New: func() any { return hmac.New(sha256.New, ik) }}
+	return func(typ, id string) string {
+		m := pool.Get().(hash.Hash)
+		m.Reset()
+		m.Write([]byte(typ))
+		m.Write([]byte{0})
+		m.Write([]byte(id))
+		var sum [sha256.Size]byte
+		out := hex.EncodeToString(m.Sum(sum[:0])[:16])
+		pool.Put(m)
+		return out
+	}, nil
 }
 
 // ownerKey maps an Indexer owner ("Patient/<id>" or "store") to the name
@@ -190,9 +210,12 @@ type Resource struct {
 	// Owner names whose data key seals the version: "Patient/<key>" for a
 	// resource in one patient's compartment, where <key> is the patient's
 	// pseudonym (the keyed hash of the patient's id, never the id), or
-	// "store". The audit log records it, so that a patient's accesses can
-	// be found without the log holding patient ids.
+	// "store" or "shared" (see Indexer.Owner). The audit log records it,
+	// so that a patient's accesses can be found without the log holding
+	// patient ids.
 	Owner string
+
+	tomb []byte // a deletion's opened tombstone
 }
 
 // ETag returns the weak ETag of the version: W/"3".
@@ -258,8 +281,9 @@ func checkID(id string) error {
 }
 
 // Read returns the current version of typ/id. A deleted resource gives a
-// Gone error carrying its deletion version.
-func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
+// Gone error carrying its deletion version. A resource that r does not
+// admit is not found, deleted or not.
+func (s *Service) Read(ctx context.Context, typ, id string, r *access.Restriction) (*Resource, error) {
 	if err := checkType(typ); err != nil {
 		return nil, err
 	}
@@ -270,16 +294,40 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
 	if err != nil {
 		return nil, s.storeError(err, typ, id)
 	}
-	if v.Deleted {
-		return nil, &Error{Code: Gone, Version: v.Version, Issues: []fhir.Issue{{
-			Severity: "error", Code: "deleted", Message: "the resource has been deleted",
-		}}}
-	}
-	return s.open(ctx, s.store.Keys(), v)
+	return s.admitted(ctx, s.store.Keys(), v, r, "the resource has been deleted")
 }
 
-// VRead returns one version of typ/id.
-func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource, error) {
+// admitted opens v for a caller restricted by r: not found if r does not
+// admit it, Gone if it is a deletion.
+func (s *Service) admitted(ctx context.Context, ks store.KeyStore, v *store.Version, r *access.Restriction, gone string) (*Resource, error) {
+	if r == nil && v.Deleted {
+		return nil, goneError(v.Version, gone)
+	}
+	res, err := s.open(ctx, ks, v)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		sc, err := s.Scope(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if !sc.Admits(res) {
+			return nil, newError(NotFound, "", "no such resource")
+		}
+		if v.Deleted {
+			return nil, goneError(v.Version, gone)
+		}
+	}
+	return res, nil
+}
+
+func goneError(version int64, msg string) error {
+	return &Error{Code: Gone, Version: version, Issues: []fhir.Issue{{Severity: "error", Code: "deleted", Message: msg}}}
+}
+
+// VRead returns one version of typ/id, if r admits it.
+func (s *Service) VRead(ctx context.Context, typ, id, version string, r *access.Restriction) (*Resource, error) {
 	if err := checkType(typ); err != nil {
 		return nil, err
 	}
@@ -294,12 +342,7 @@ func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource
 	if err != nil {
 		return nil, s.storeError(err, typ, id)
 	}
-	if v.Deleted {
-		return nil, &Error{Code: Gone, Version: v.Version, Issues: []fhir.Issue{{
-			Severity: "error", Code: "deleted", Message: "this version records a deletion",
-		}}}
-	}
-	return s.open(ctx, s.store.Keys(), v)
+	return s.admitted(ctx, s.store.Keys(), v, r, "this version records a deletion")
 }
 
 // open unseals a stored version: the resource, or for a deletion its
@@ -326,7 +369,9 @@ func (s *Service) open(ctx context.Context, ks store.KeyStore, v *store.Version)
 		s.log.Error("sealed version names another resource", "type", v.Type, "row", v.ID, "version", v.Version)
 		return nil, &Error{Code: Internal, cause: errors.New("sealed content does not match its row")}
 	}
-	if !v.Deleted {
+	if v.Deleted {
+		r.tomb = pt
+	} else {
 		r.JSON = pt
 	}
 	return r, nil
@@ -351,9 +396,19 @@ func idOf(data []byte, typ string) string {
 }
 
 // tombstone is the sealed content of a deletion version: it names the
-// resource, so that history can show what was deleted.
-func tombstone(typ, id string) []byte {
-	return []byte(`{"resourceType":"` + typ + `","id":"` + id + `"}`)
+// resource, so that history can show what was deleted, and keeps the
+// security labels of the version it deletes, so that a restriction to some
+// labels hides the deletion as it hid the resource.
+func tombstone(typ, id string, security *fhir.Value) []byte {
+	t := fhir.Value{Kind: fhir.Object}
+	t.Set("resourceType", fhir.StringValue(typ))
+	t.Set("id", fhir.StringValue(id))
+	if security != nil {
+		meta := fhir.Value{Kind: fhir.Object}
+		meta.Set("security", security.Clone())
+		t.Set("meta", meta)
+	}
+	return fhir.Marshal(&t)
 }
 
 // storeError turns a store error into a records error.

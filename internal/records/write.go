@@ -9,6 +9,7 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/keyring"
+	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/store"
 )
 
@@ -56,6 +57,10 @@ type WriteOptions struct {
 	// they name versions on the server the Bundle came from. Import uses
 	// it; the API never does.
 	LoadOnly bool
+	// Restrict limits what a Bundle's GET entries may read: a resource it
+	// does not admit is not found. (Writes are not restricted yet: the
+	// access issue decides who may write what.)
+	Restrict *access.Restriction
 }
 
 // writer performs writes inside one store transaction.
@@ -387,10 +392,24 @@ func (w *writer) delete(ctx context.Context, typ, id string, want int64) (*Outco
 	if err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
+	cur, err := w.s.open(ctx, w.tx, head)
+	if err != nil {
+		return nil, err
+	}
+	var security *fhir.Value
+	var ix *store.Index
+	if body, err := fhir.Parse(cur.JSON, 0); err == nil {
+		if meta := body.Get("meta"); meta != nil {
+			security = meta.Get("security")
+		}
+		if labels := securityLabels(&body); len(labels) > 0 {
+			ix = &store.Index{Labels: w.s.index.LabelTokens(labels)}
+		}
+	}
 	version := head.Version + 1
 	v := &store.Version{Type: typ, ID: row, Version: version, Updated: now, Deleted: true, KeyID: k.ID(),
-		Data: k.Seal(tombstone(typ, id), keyring.ResourceAD(typ, row, version))}
-	if err := w.tx.Put(ctx, v, nil); err != nil {
+		Data: k.Seal(tombstone(typ, id, security), keyring.ResourceAD(typ, row, version))}
+	if err := w.tx.Put(ctx, v, ix); err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
 	return &Outcome{Result: Deleted, Resource: &Resource{Type: typ, ID: id, Version: v.Version, Updated: now, Deleted: true, Owner: k.Owner()}}, nil

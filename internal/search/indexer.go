@@ -25,6 +25,7 @@ const TokenSize = 16
 // and is safe for concurrent use.
 type Indexer struct {
 	key    []byte
+	rowID  func(typ, id string) string
 	tables map[string]*typeTable
 	pool   sync.Pool // *hasher
 	evals  sync.Pool // *fhirpath.Evaluator
@@ -42,14 +43,20 @@ type ParamInfo struct {
 
 // NewIndexer returns an Indexer whose tokens are keyed by key, the 32-byte
 // index key derived from the KEK. Tokens made under one key are useless
-// under another.
-func NewIndexer(key []byte) *Indexer {
+// under another. rowID names the store's rows (records.RowIDs): a
+// reference is indexed by the row of its target, so that a chain can go
+// from the rows a search found to the references that point at them
+// without opening anything.
+func NewIndexer(key []byte, rowID func(typ, id string) string) *Indexer {
 	if len(key) < 32 {
 		panic("search: the index key must have 32 bytes") // keys come from the keyring
 	}
+	if rowID == nil {
+		panic("search: NewIndexer needs the row namer")
+	}
 	k := bytes.Clone(key)
-	ix := &Indexer{key: k, tables: typeTables()}
-	ix.pool.New = func() any { return &hasher{mac: hmac.New(sha256.New, k)} }
+	ix := &Indexer{key: k, rowID: rowID, tables: typeTables()}
+	ix.pool.New = func() any { return &hasher{mac: hmac.New(sha256.New, k), rowID: rowID} }
 	ix.evals.New = func() any { return new(fhirpath.Evaluator) }
 	return ix
 }
@@ -69,7 +76,7 @@ func (ix *Indexer) Params(typ string) []ParamInfo {
 }
 
 // Owner returns the owner of res by the rule in the package doc:
-// "Patient/<id>" or "store".
+// "Patient/<id>", "shared" or "store".
 func (ix *Indexer) Owner(res *fhir.Value) string {
 	typ := res.Str("resourceType")
 	if typ == "Patient" {
@@ -99,7 +106,7 @@ func (ix *Indexer) Owner(res *fhir.Value) string {
 			case owner == "":
 				owner = id
 			case owner != id:
-				return "store" // several patients
+				return records.OwnerShared // several patients
 			}
 		}
 		if owner != "" {
@@ -121,16 +128,12 @@ func patientRef(n fhirpath.Node) (string, bool) {
 	return id, true
 }
 
-// Index returns what res is found by: its tokens (see Tokens).
+// Index returns what res is found and sorted by: its blind-index tokens
+// (sorted, without repeats) and its values in the clear (clinical dates,
+// numbers, quantities). A resource of an unknown type has neither. A
+// parameter whose expression fails on res (malformed content the validator
+// let through) contributes nothing rather than failing the write.
 func (ix *Indexer) Index(res *fhir.Value) *store.Index {
-	return &store.Index{Tokens: ix.Tokens(res)}
-}
-
-// Tokens returns the blind-index tokens of res, sorted and without
-// repeats. A resource of an unknown type has none. A parameter whose
-// expression fails on res (malformed content the validator let through)
-// contributes no tokens rather than failing the write.
-func (ix *Indexer) Tokens(res *fhir.Value) []store.Token {
 	tt := ix.tables[res.Str("resourceType")]
 	if tt == nil {
 		return nil
@@ -138,26 +141,92 @@ func (ix *Indexer) Tokens(res *fhir.Value) []store.Token {
 	h := ix.pool.Get().(*hasher)
 	defer ix.pool.Put(h)
 	h.sums = h.sums[:0]
+	h.values = nil
 	ev := ix.evals.Get().(*fhirpath.Evaluator)
 	defer func() { ev.Reset(); ix.evals.Put(ev) }()
 	for _, p := range tt.params {
 		nodes, err := ev.Eval(p.expr, res)
-		if err != nil {
+		if err != nil || len(nodes) == 0 {
 			continue
 		}
+		before, beforeVals := len(h.sums), len(h.values)
 		for _, n := range nodes {
-			addValue(h, p, n)
+			if p.code == "_security" {
+				addLabel(h, n)
+			}
+			switch p.kind {
+			case kindString:
+				for _, s := range stringParts(n) {
+					addString(h, p, s)
+				}
+			case kindDate:
+				addDate(h, p, n)
+			case kindNumber:
+				addNumber(h, p, n)
+			case kindQuantity:
+				addQuantity(h, p, n)
+			default:
+				addValue(h, p, n)
+				if p.kind == kindToken {
+					addTokenText(h, p, n)
+				}
+			}
+		}
+		if len(h.sums) > before || len(h.values) > beforeVals {
+			h.add(p.prefix, formPresent)
 		}
 	}
-	return h.tokens()
+	out := &store.Index{Tokens: h.tokens(), Values: h.values, Labels: h.labels}
+	h.values, h.labels = nil, nil
+	return out
+}
+
+// labelPrefix starts the message of a label token: an empty type, which no
+// parameter token has, so that labels are the same for every type.
+var labelPrefix = appendLP(appendLP(nil, ""), "_security")
+
+// formLabel is the form of a security label token.
+const formLabel = 'L'
+
+// addLabel adds the label token of a meta.security Coding.
+func addLabel(h *hasher, n fhirpath.Node) {
+	if v := n.Value; v != nil && v.Kind == fhir.Object {
+		h.labels = append(h.labels, h.key(labelPrefix, formLabel, v.Str("system")+"|"+v.Str("code")))
+	}
+}
+
+// LabelTokens returns the tokens that Index gives the security labels
+// ("system|code"; "|code" for a label without a system).
+func (ix *Indexer) LabelTokens(labels []string) []store.Token {
+	if len(labels) == 0 {
+		return nil
+	}
+	h := ix.pool.Get().(*hasher)
+	defer ix.pool.Put(h)
+	out := make([]store.Token, len(labels))
+	for i, l := range labels {
+		out[i] = h.key(labelPrefix, formLabel, l)
+	}
+	return out
+}
+
+// Tokens returns the blind-index tokens of res (see Index).
+func (ix *Indexer) Tokens(res *fhir.Value) []store.Token {
+	if x := ix.Index(res); x != nil {
+		return x.Tokens
+	}
+	return nil
 }
 
 // hasher computes tokens; one is pooled per concurrent caller.
 type hasher struct {
-	mac  hash.Hash
-	msg  []byte
-	sum  [sha256.Size]byte
-	sums [][TokenSize]byte
+	mac    hash.Hash
+	msg    []byte
+	sum    [sha256.Size]byte
+	sums   [][TokenSize]byte
+	values []store.Value
+	labels []store.Token
+	rowID  func(typ, id string) string
 }
 
 // add hashes the message prefix ‖ form ‖ lp(vals[0]) ‖ lp(vals[1]) ….

@@ -42,9 +42,16 @@ const (
 	kindToken paramKind = iota + 1
 	kindReference
 	kindURI
+	kindString
+	kindDate
+	kindNumber
+	kindQuantity
 )
 
-var kinds = map[string]paramKind{"token": kindToken, "reference": kindReference, "uri": kindURI}
+var kinds = map[string]paramKind{
+	"token": kindToken, "reference": kindReference, "uri": kindURI,
+	"string": kindString, "date": kindDate, "number": kindNumber, "quantity": kindQuantity,
+}
 
 // param is a supported search parameter compiled for one resource type.
 type param struct {

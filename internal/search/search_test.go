@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/url"
 	"os"
@@ -80,7 +81,7 @@ func TestSpecExpressionsCompile(t *testing.T) {
 }
 
 func TestParams(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	obs := ix.Params("Observation")
 	has := func(ps []ParamInfo, name string) *ParamInfo {
 		for i := range ps {
@@ -103,14 +104,26 @@ func TestParams(t *testing.T) {
 			t.Errorf("Params(Observation)[%s] = %v, want %v", want.Name, got, want)
 		}
 	}
-	for _, absent := range []string{"date", "value-quantity", "code-value-concept", "_lastUpdated", "_text", "_content", "_query", "name"} {
+	for _, want := range []ParamInfo{
+		{"date", "date", "http://hl7.org/fhir/SearchParameter/clinical-date"},
+		{"value-quantity", "quantity", "http://hl7.org/fhir/SearchParameter/Observation-value-quantity"},
+		{"_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+	} {
+		if got := has(obs, want.Name); got == nil || *got != want {
+			t.Errorf("Params(Observation)[%s] = %v, want %v", want.Name, got, want)
+		}
+	}
+	for _, absent := range []string{"code-value-concept", "_text", "_content", "_query", "name"} {
 		if has(obs, absent) != nil {
 			t.Errorf("Params(Observation) has %s, which is not indexed", absent)
 		}
 	}
-	for typ, absent := range map[string]string{"Patient": "name", "Location": "near", "Bundle": "composition", "Organization": "address"} {
-		if has(ix.Params(typ), absent) != nil && typ != "Bundle" {
-			t.Errorf("Params(%s) has %s", typ, absent)
+	if has(ix.Params("Location"), "near") != nil {
+		t.Errorf("Params(Location) has near, a special parameter")
+	}
+	for typ, want := range map[string]string{"Patient": "name", "Organization": "address", "RiskAssessment": "probability"} {
+		if has(ix.Params(typ), want) == nil {
+			t.Errorf("Params(%s) lacks %s", typ, want)
 		}
 	}
 	if p := ix.Params("Bundle"); has(p, "composition") == nil || has(p, "_id") == nil {
@@ -123,10 +136,15 @@ func TestParams(t *testing.T) {
 		t.Errorf("Params(HumanName) = %v, want nil", p)
 	}
 	// Every supported parameter can be queried.
+	sample := map[string]string{"date": "2020-01", "number": "5", "quantity": "5|http://unitsofmeasure.org|mg"}
 	for _, typ := range fhir.ResourceTypes() {
 		for _, p := range ix.Params(typ) {
-			if _, err := ix.Condition(typ, url.Values{p.Name: {"x"}}); err != nil {
-				t.Errorf("Condition(%s, %s=x): %v", typ, p.Name, err)
+			v := sample[p.Type]
+			if v == "" {
+				v = "x"
+			}
+			if _, err := ix.Parse(typ, url.Values{p.Name: {v}}, true); err != nil {
+				t.Errorf("Parse(%s, %s=%s): %v", typ, p.Name, v, err)
 			}
 		}
 	}
@@ -207,7 +225,7 @@ func inCompartment(typ string) bool {
 // of a patient compartment type is owned by the bundle's patient, and
 // every other resource by the store.
 func TestOwnerSynthea(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	total, owned := 0, 0
 	for _, f := range syntheaBundles(t) {
 		resources := resolveBundle(t, readJSON(t, f))
@@ -251,13 +269,13 @@ func example(t testing.TB, name string) *fhir.Value {
 }
 
 func TestOwnerExamples(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	tests := []struct {
 		file, want string
 	}{
 		{"observation-example.json", "Patient/example"},
 		{"patient-example.json", "Patient/example"},
-		{"group-example-member.json", "store"}, // four patients
+		{"group-example-member.json", "shared"}, // four patients
 		{"group-example.json", "store"},        // no members
 		{"organization-example.json", "store"},
 		{"practitioner-example.json", "store"},
@@ -282,7 +300,7 @@ func TestOwnerExamples(t *testing.T) {
 	for _, f := range files {
 		r := readJSON(t, f)
 		o := ix.Owner(r)
-		if o == "store" {
+		if o == "store" || o == "shared" {
 			continue
 		}
 		patients++
@@ -298,7 +316,7 @@ func TestOwnerExamples(t *testing.T) {
 }
 
 func TestOwnerRule(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	tests := []struct {
 		res, want string
 	}{
@@ -315,15 +333,15 @@ func TestOwnerRule(t *testing.T) {
 		// subject decides before performer; performer only when subject yields no patient.
 		{`{"resourceType":"Observation","subject":{"reference":"Patient/a"},"performer":[{"reference":"Patient/b"}]}`, "Patient/a"},
 		{`{"resourceType":"Observation","subject":{"reference":"Group/g"},"performer":[{"reference":"Patient/b"}]}`, "Patient/b"},
-		{`{"resourceType":"Observation","performer":[{"reference":"Patient/b"},{"reference":"Patient/c"}]}`, "store"},
+		{`{"resourceType":"Observation","performer":[{"reference":"Patient/b"},{"reference":"Patient/c"}]}`, "shared"},
 		{`{"resourceType":"Observation","performer":[{"reference":"Patient/b"},{"reference":"Patient/b"}]}`, "Patient/b"},
 		// patient before the others, whatever the definition order.
 		{`{"resourceType":"MedicationDispense","subject":{"reference":"Patient/a"},"receiver":[{"reference":"Patient/b"}]}`, "Patient/a"},
 		{`{"resourceType":"Coverage","policyHolder":{"reference":"Patient/h"},"subscriber":{"reference":"Patient/s"},"beneficiary":{"reference":"Patient/b"},"payor":[{"reference":"Organization/o"}]}`, "Patient/b"},
 		{`{"resourceType":"ResearchSubject","individual":{"reference":"Patient/r"}}`, "Patient/r"},
-		{`{"resourceType":"Group","member":[{"entity":{"reference":"Patient/a"}},{"entity":{"reference":"Patient/b"}}]}`, "store"},
+		{`{"resourceType":"Group","member":[{"entity":{"reference":"Patient/a"}},{"entity":{"reference":"Patient/b"}}]}`, "shared"},
 		{`{"resourceType":"Group","member":[{"entity":{"reference":"Patient/a"}}]}`, "Patient/a"},
-		{`{"resourceType":"Communication","recipient":[{"reference":"Patient/a"},{"reference":"Patient/b"}]}`, "store"},
+		{`{"resourceType":"Communication","recipient":[{"reference":"Patient/a"},{"reference":"Patient/b"}]}`, "shared"},
 		{`{"resourceType":"Provenance","target":[{"reference":"Observation/o"},{"reference":"Patient/a"}]}`, "Patient/a"},
 		{`{"resourceType":"Organization","id":"o"}`, "store"},
 		{`{"resourceType":"Task","for":{"reference":"Patient/t"}}`, "Patient/t"},
@@ -367,7 +385,7 @@ func esc(s string) string {
 // identifiers, codes, id and patient reference, and not what it makes of
 // a different value.
 func TestTokensMatchConditions(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	checked := 0
 	check := func(typ string, toks []store.Token, param, value string) {
 		t.Helper()
@@ -439,7 +457,7 @@ func TestTokensMatchConditions(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	obs := parseJSON(t, []byte(`{
 	  "resourceType": "Observation", "id": "o1",
 	  "meta": {"profile": ["http://example.org/StructureDefinition/bp|2.0"], "source": "http://src.example/x"},
@@ -564,8 +582,8 @@ func TestTokens(t *testing.T) {
 // TestTokensDiffer checks that a token depends on the key, the resource
 // type, the parameter and the form.
 func TestTokensDiffer(t *testing.T) {
-	a := NewIndexer(testKey)
-	b := NewIndexer(bytes.Repeat([]byte{8}, 32))
+	a := NewIndexer(testKey, testRowID)
+	b := NewIndexer(bytes.Repeat([]byte{8}, 32), testRowID)
 	seen := map[string]string{}
 	add := func(name string, toks []store.Token) {
 		t.Helper()
@@ -598,7 +616,7 @@ func TestTokensDiffer(t *testing.T) {
 // TestTokenEncoding pins the wire format of the package doc with an
 // independent computation.
 func TestTokenEncoding(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	mac := func(msg string) []byte {
 		m := hmac.New(sha256.New, testKey)
 		m.Write([]byte(msg))
@@ -611,7 +629,13 @@ func TestTokenEncoding(t *testing.T) {
 		{"Patient", "identifier=123", "\x07Patient\x0aidentifier" + "c" + "\x03123"},
 		{"Patient", "identifier=|123", "\x07Patient\x0aidentifier" + "n" + "\x03123"},
 		{"Patient", "identifier=http://x|", "\x07Patient\x0aidentifier" + "S" + "\x08http://x"},
-		{"Observation", "subject=Patient/1", "\x0bObservation\x07subject" + "r" + "\x09Patient/1"},
+		{"Observation", "subject=Patient/1", "\x0bObservation\x07subject" + "R" + "\x20" + testRowID("Patient", "1")},
+		{"Observation", "subject:Patient=1", "\x0bObservation\x07subject" + "R" + "\x20" + testRowID("Patient", "1")},
+		{"Observation", "subject=http://x/Patient/1", "\x0bObservation\x07subject" + "r" + "\x12http://x/Patient/1"},
+		{"Patient", "name=Jo", "\x07Patient\x04name" + "p" + "\x02jo"},
+		{"Patient", "name:exact=Jo", "\x07Patient\x04name" + "X" + "\x02Jo"},
+		{"Patient", "birthdate=1970-05", "\x07Patient\x09birthdate" + "m" + "\x071970-05"},
+		{"Patient", "identifier:missing=false", "\x07Patient\x0aidentifier" + "P"},
 		{"Observation", "subject=1", "\x0bObservation\x07subject" + "i" + "\x011"},
 		{"Observation", "_profile=http://p", "\x0bObservation\x08_profile" + "u" + "\x08http://p"},
 		{"Observation", "identifier=" + strings.Repeat("a", 200), "\x0bObservation\x0aidentifier" + "c" + "\xc8\x01" + strings.Repeat("a", 200)},
@@ -625,27 +649,29 @@ func TestTokenEncoding(t *testing.T) {
 }
 
 func TestConditionErrors(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	tests := []struct {
 		typ, query string
 		unknown    string // the parameter of an UnknownParamError
 		err        error  // else the error a QueryError wraps
 	}{
 		{"Patient", "nosuch=1", "nosuch", nil},
-		{"Patient", "name=Jo", "name", nil},             // string: not indexed yet
-		{"Patient", "birthdate=2000", "birthdate", nil}, // date
-		{"Observation", "value-quantity=5", "value-quantity", nil},
-		{"Observation", "code-value-concept=a$b", "code-value-concept", nil},         // composite
-		{"Patient", "subject=Patient/1", "subject", nil},                             // another type's parameter
-		{"Patient", "general-practitioner.name=x", "general-practitioner.name", nil}, // chain
-		{"Patient", "_count=1", "_count", nil},
-		{"NoSuchType", "identifier=x", "identifier", nil},
-		{"Patient", "identifier:of-type=a|b|c", "", ErrModifier},
-		{"Patient", "identifier:missing=true", "", ErrModifier},
+		{"Observation", "code-value-concept=a$b", "code-value-concept", nil}, // composite
+		{"Patient", "subject=Patient/1", "subject", nil},                     // another type's parameter
 		{"Patient", "nosuch:exact=x", "nosuch", nil},
-		{"Patient", "identifier=a,b", "", ErrOr},
-		{"Patient", "identifier=s|a,s|b", "", ErrOr},
-		{"Patient", "link=Patient/1,Patient/2", "", ErrOr},
+		{"Patient", "_text=x", "_text", nil},
+		{"Observation", "value-quantity=5", "", ErrConditional}, // a range
+		{"Observation", "date=2020", "", ErrConditional},
+		{"Patient", "general-practitioner.name=x", "", ErrConditional}, // chain
+		{"Patient", "_has:Observation:patient:code=x", "", ErrConditional},
+		{"Patient", "_count=1&identifier=x", "", ErrConditional},
+		{"Patient", "identifier:missing=true", "", ErrConditional},
+		{"Patient", "identifier:not=x", "", ErrConditional},
+		{"Patient", "name:contains=x", "", ErrConditional},
+		{"Patient", "identifier=a,b", "", ErrConditional}, // OR
+		{"Patient", "link=Patient/1,Patient/2", "", ErrConditional},
+		{"Patient", "identifier:of-type=a|b|c", "", ErrModifier},
+		{"Patient", "birthdate=ab", "", ErrDate},
 		{"Patient", "identifier=a\\b", "", ErrEscape},
 		{"Patient", "identifier=ab\\", "", ErrEscape},
 		{"Patient", "identifier=", "", ErrEmpty},
@@ -675,6 +701,9 @@ func TestConditionErrors(t *testing.T) {
 		}
 		// The message names the parameter and never the value.
 		name, _, _ := strings.Cut(tt.query, "=")
+		if strings.HasPrefix(name, "_count") {
+			name = "_count"
+		}
 		if tt.err != ErrNoCriteria && !strings.Contains(err.Error(), `"`+name+`"`) {
 			t.Errorf("Condition(%s, %s) = %q, which does not name %s", tt.typ, tt.query, err, name)
 		}
@@ -715,7 +744,7 @@ func TestSplitValue(t *testing.T) {
 		{`a\,b\$c\\d`, []string{`a,b$c\d`}, nil},
 		{`a$b`, []string{`a$b`}, nil},
 		{`\\|\|`, []string{`\`, `|`}, nil},
-		{`a,b`, nil, ErrOr},
+		{`a,b`, []string{`a,b`}, nil}, // commas were split before
 		{`a\`, nil, ErrEscape},
 		{`a\n`, nil, ErrEscape},
 	}
@@ -735,7 +764,7 @@ func BenchmarkIndex(b *testing.B) {
 		}
 		resources = append(resources, resolveBundle(b, readJSON(b, f))...)
 	}
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	run := func(b *testing.B, fn func(r *fhir.Value)) {
 		b.ReportAllocs()
 		n := 0
@@ -767,7 +796,7 @@ func BenchmarkIndex(b *testing.B) {
 // TestConcurrent runs Owner, Tokens and Condition from several goroutines
 // (under -race in CI) and compares with a serial run.
 func TestConcurrent(t *testing.T) {
-	ix := NewIndexer(testKey)
+	ix := NewIndexer(testKey, testRowID)
 	files := syntheaBundles(t)
 	resources := resolveBundle(t, readJSON(t, files[0]))
 	want := make([][]store.Token, len(resources))
@@ -802,4 +831,13 @@ func TestConcurrent(t *testing.T) {
 			t.Error(e)
 		}
 	}
+}
+
+// testRowID names rows as records does, under a fixed key.
+func testRowID(typ, id string) string {
+	m := hmac.New(sha256.New, bytes.Repeat([]byte{9}, 32))
+	m.Write([]byte(typ))
+	m.Write([]byte{0})
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }

@@ -14,6 +14,7 @@ const (
 	formNoSystem   = 'n'
 	formSystem     = 'S'
 	formRef        = 'r'
+	formRefRow     = 'R'
 	formRefID      = 'i'
 	formURI        = 'u'
 )
@@ -60,7 +61,7 @@ func addValue(h *hasher, p *param, n fhirpath.Node) {
 			// A resource itself, as Bundle.entry[0].resource for the
 			// composition and message parameters: its own Type/id.
 			if id := v.Str("id"); validID(id) {
-				h.add(p.prefix, formRef, n.Type.Name+"/"+id)
+				h.add(p.prefix, formRefRow, h.rowID(n.Type.Name, id))
 				h.add(p.prefix, formRefID, id)
 			}
 		}
@@ -104,7 +105,7 @@ func addReference(h *hasher, p *param, ref string) {
 		return
 	}
 	if typ, id, ok := fhirpath.ReferenceTarget(ref); ok && !strings.Contains(ref, "://") {
-		h.add(p.prefix, formRef, typ+"/"+id)
+		h.add(p.prefix, formRefRow, h.rowID(typ, id))
 		h.add(p.prefix, formRefID, id)
 		return
 	}
