@@ -131,7 +131,7 @@ type Log struct {
 	first time.Time           // when the oldest unsigned entry was appended
 
 	commits, appended, flushes atomic.Int64
-	pubWG             sync.WaitGroup
+	pubWG                      sync.WaitGroup
 }
 
 // pending is one Append waiting for its entry to be written.

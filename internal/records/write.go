@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/keyring"
-	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/store"
 )
 

@@ -158,7 +158,6 @@ func (e *Engine) reverse(ctx context.Context, sc *records.Scope, inc *Include, f
 	return nil
 }
 
-
 // includeShared adds, for $everything, the resources that the page refers
 // to and that belong to no patient: practitioners, organizations,
 // medications, locations.

@@ -276,7 +276,7 @@ func TestOwnerExamples(t *testing.T) {
 		{"observation-example.json", "Patient/example"},
 		{"patient-example.json", "Patient/example"},
 		{"group-example-member.json", "shared"}, // four patients
-		{"group-example.json", "store"},        // no members
+		{"group-example.json", "store"},         // no members
 		{"organization-example.json", "store"},
 		{"practitioner-example.json", "store"},
 		{"condition-example.json", "Patient/example"},
