@@ -1,7 +1,10 @@
 package records
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"slices"
 
@@ -69,6 +72,27 @@ const (
 	OwnerStore  = "store"  // no patient
 	OwnerShared = "shared" // several patients
 )
+
+// Fingerprint names what sc admits, for caches of results computed under
+// it: equal for equal scopes, "" for no restriction.
+func (sc *Scope) Fingerprint() string {
+	if sc == nil {
+		return ""
+	}
+	h := sha256.New()
+	var b [8]byte
+	for _, k := range sc.keys {
+		binary.BigEndian.PutUint64(b[:], uint64(k))
+		h.Write(b[:])
+	}
+	h.Write([]byte{0xff})
+	labels := slices.Clone(sc.labels)
+	slices.SortFunc(labels, func(a, b store.Token) int { return bytes.Compare(a, b) })
+	for _, l := range labels {
+		h.Write(l)
+	}
+	return string(h.Sum(nil))
+}
 
 // Keys returns the data keys sc admits; nil for no restriction.
 func (sc *Scope) Keys() []int64 {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ehrvault/ehrvault/internal/access"
 	"github.com/ehrvault/ehrvault/internal/fhir"
@@ -27,6 +29,45 @@ type Engine struct {
 	rec   *records.Service
 	st    store.Searcher
 	pages *keyring.Sealer
+	inner innerCache
+}
+
+// innerCache remembers, for a short while, the rows that the inner search
+// of a chain or _has resolved to, so that the pages of one search do that
+// work once. Entries are per restriction (Scope.Fingerprint) and hold row
+// ids only.
+type innerCache struct {
+	mu sync.Mutex
+	m  map[string]innerEntry
+}
+
+type innerEntry struct {
+	rows []string
+	at   time.Time
+}
+
+const (
+	innerTTL = 30 * time.Second
+	innerMax = 64
+)
+
+func (c *innerCache) get(key string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || time.Since(e.at) > innerTTL {
+		return nil, false
+	}
+	return e.rows, true
+}
+
+func (c *innerCache) put(key string, rows []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= innerMax {
+		c.m = map[string]innerEntry{} // simple: forget everything
+	}
+	c.m[key] = innerEntry{rows: rows, at: time.Now()}
 }
 
 // NewEngine returns an Engine. pages seals page cursors
@@ -222,20 +263,33 @@ func (e *Engine) compile(ctx context.Context, q *Query, sc *records.Scope, compa
 // compileClause compiles one clause, running the inner searches of a
 // chain or _has.
 func (e *Engine) compileClause(ctx context.Context, h *hasher, sc *records.Scope, typ string, c *Clause) (store.Cond, bool, error) {
+	key := typ + "\x00" + c.Name + "\x00" + c.raw + "\x00" + sc.Fingerprint()
 	switch {
 	case c.Has != nil:
-		rows, err := e.hasRows(ctx, sc, typ, c)
-		return store.Cond{IDs: rows}, false, err
+		rows, ok := e.inner.get(key)
+		if !ok {
+			var err error
+			if rows, err = e.hasRows(ctx, sc, typ, c); err != nil {
+				return store.Cond{}, false, err
+			}
+			e.inner.put(key, rows)
+		}
+		return store.Cond{IDs: rows}, false, nil
 	case len(c.Chains) > 0:
+		rows, ok := e.inner.get(key)
+		if !ok {
+			for i, inner := range c.Chains {
+				r, err := e.innerRows(ctx, sc, c.Targets[i], inner, c.Name)
+				if err != nil {
+					return store.Cond{}, false, err
+				}
+				rows = append(rows, r...)
+			}
+			e.inner.put(key, rows)
+		}
 		var cond store.Cond
-		for i, inner := range c.Chains {
-			rows, err := e.innerRows(ctx, sc, c.Targets[i], inner, c.Name)
-			if err != nil {
-				return cond, false, err
-			}
-			for _, row := range rows {
-				cond.Tokens = append(cond.Tokens, rowToken(h, c.param, row))
-			}
+		for _, row := range rows {
+			cond.Tokens = append(cond.Tokens, rowToken(h, c.param, row))
 		}
 		return cond, false, nil
 	}

@@ -58,6 +58,7 @@ type Clause struct {
 	// Has is a reverse chain: _has:Type:param:…
 	Has    *Has
 	Values []Value
+	raw    string // the value as sent
 }
 
 // Has is a reverse chain: the resources of Type whose reference parameter
@@ -188,7 +189,14 @@ func (ix *Indexer) Parse(typ string, q url.Values, strict bool) (*Query, error) 
 	nclauses := 0
 	for _, name := range names {
 		vals := q[name]
-		if resultParams[name] {
+		base := name
+		switch name {
+		case "_include:iterate", "_include:recurse":
+			base = "_include"
+		case "_revinclude:iterate", "_revinclude:recurse":
+			base = "_revinclude"
+		}
+		if resultParams[base] {
 			if err := ix.parseResult(out, tt, name, vals); err != nil {
 				return nil, err
 			}
@@ -296,13 +304,13 @@ func (ix *Indexer) parseResult(out *Query, tt *typeTable, name string, vals []st
 				out.Sort = append(out.Sort, sk)
 			}
 		}
-	case "_include", "_revinclude":
+	case "_include", "_revinclude", "_include:iterate", "_revinclude:iterate", "_include:recurse", "_revinclude:recurse":
 		for _, v := range vals {
 			inc, err := ix.parseInclude(out.Type, name, v)
 			if err != nil {
 				return err
 			}
-			if name == "_include" {
+			if strings.HasPrefix(name, "_include") {
 				out.Include = append(out.Include, inc)
 			} else {
 				out.RevInclude = append(out.RevInclude, inc)
@@ -318,7 +326,8 @@ func (ix *Indexer) parseResult(out *Query, tt *typeTable, name string, vals []st
 // parseInclude parses one _include or _revinclude value.
 func (ix *Indexer) parseInclude(typ, name, v string) (*Include, error) {
 	bad := ErrInclude
-	if name == "_revinclude" {
+	rev := strings.HasPrefix(name, "_revinclude")
+	if rev {
 		bad = ErrRevInclude
 	}
 	inc := &Include{Name: v}
@@ -330,7 +339,7 @@ func (ix *Indexer) parseInclude(typ, name, v string) (*Include, error) {
 		inc.Iterate = true
 		parts = parts[:n-1]
 	}
-	if name == "_include" && len(parts) == 1 && parts[0] == "*" {
+	if !rev && len(parts) == 1 && parts[0] == "*" {
 		inc.Source = typ
 		return inc, nil
 	}
@@ -342,7 +351,7 @@ func (ix *Indexer) parseInclude(typ, name, v string) (*Include, error) {
 		return nil, &QueryError{Param: name, Err: bad}
 	}
 	inc.Source = parts[0]
-	if parts[1] == "*" && name == "_include" {
+	if parts[1] == "*" && !rev {
 		return inc, nil
 	}
 	p := tt.byCode[parts[1]]
@@ -377,7 +386,7 @@ func (ix *Indexer) parseClause(typ, name, raw string, depth int) (*Clause, error
 		}
 		return nil, &QueryError{Param: name, Err: ErrUnknown, ignorable: true}
 	}
-	c := &Clause{Name: name, param: p, Modifier: mod}
+	c := &Clause{Name: name, param: p, Modifier: mod, raw: raw}
 	if chained {
 		if p.kind != kindReference {
 			return nil, &QueryError{Param: name, Err: ErrChain}
@@ -472,7 +481,7 @@ func (ix *Indexer) parseHas(typ, name, rest, raw string, depth int) (*Clause, er
 		}
 		return nil, err
 	}
-	return &Clause{Name: name, Has: &Has{Type: parts[0], param: p, Inner: inner}}, nil
+	return &Clause{Name: name, Has: &Has{Type: parts[0], param: p, Inner: inner}, raw: raw}, nil
 }
 
 // isSpecParam reports whether code is a parameter of typ in the

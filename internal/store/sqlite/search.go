@@ -134,13 +134,31 @@ func (db *DB) buildSearch(ctx context.Context, q store.SearchQuery, count bool) 
 			b.WriteString(", " + e)
 		}
 	}
+	// In row order (no sort keys), a continuation is a seek: into the
+	// driver's rows, which its primary key keeps in row order, or into
+	// heads. A driver of one token then also gives the rows in order,
+	// so that a page reads no more rows than it returns.
+	afterID := ""
+	if !count && len(q.Order) == 0 && q.After != nil {
+		afterID = q.After.ID
+	}
+	orderBy := "h.id"
 	switch {
 	case driver >= 0:
+		c := q.Where[driver]
 		b.WriteString(" FROM ")
-		writeDriver(&b, &args, q.Type, q.Where[driver])
+		writeDriver(&b, &args, q.Type, c, afterID)
 		b.WriteString(" d CROSS JOIN heads h WHERE h.type = " + args.add(q.Type) + " AND h.id = d.id AND h.deleted = 0")
-	default:
+		if len(c.Tokens) == 1 && len(c.Values) == 0 && len(c.IDs) == 0 {
+			orderBy = "d.id"
+		}
+	case count || q.Keys != nil:
 		b.WriteString(" FROM heads h INDEXED BY heads_key WHERE h.type = " + args.add(q.Type) + " AND h.deleted = 0")
+	default:
+		b.WriteString(" FROM heads h WHERE h.type = " + args.add(q.Type) + " AND h.deleted = 0")
+	}
+	if afterID != "" {
+		b.WriteString(" AND h.id > " + args.add(afterID))
 	}
 	if q.Keys != nil {
 		b.WriteString(" AND " + keysIn("h.key_id", q.Keys, &args))
@@ -155,7 +173,7 @@ func (db *DB) buildSearch(ctx context.Context, q store.SearchQuery, count bool) 
 	if q.Labels != nil {
 		b.WriteString(" AND " + labelsWithin("h.seq", q.Labels, &args))
 	}
-	if !count && q.After != nil {
+	if !count && q.After != nil && len(q.Order) > 0 {
 		b.WriteString(" AND ")
 		writeAfter(&b, &args, sortExprs, q.Order, q.After)
 	}
@@ -168,7 +186,7 @@ func (db *DB) buildSearch(ctx context.Context, q store.SearchQuery, count bool) 
 			}
 			b.WriteString(", ")
 		}
-		b.WriteString("h.id")
+		b.WriteString(orderBy)
 		if q.Limit > 0 {
 			b.WriteString(" LIMIT " + args.add(q.Limit))
 		}
@@ -246,12 +264,15 @@ func (db *DB) chooseDriver(ctx context.Context, q store.SearchQuery) (int, error
 		}
 		var b strings.Builder
 		var args sqlArgs
-		writeDriver(&b, &args, q.Type, c)
+		writeDriver(&b, &args, q.Type, c, "")
 		n, err := db.probeCount(ctx, "SELECT 1 FROM "+b.String(), args)
 		if err != nil {
 			return 0, err
 		}
-		if n < bestN {
+		// A condition beats the data keys on a tie (both past the
+		// probe limit): its rows come in row order, so an unsorted page
+		// seeks and stops where the page ends.
+		if n < bestN || n == bestN && best < 0 {
 			best, bestN = i, n
 		}
 	}
@@ -269,20 +290,27 @@ func (db *DB) probeCount(ctx context.Context, sub string, args sqlArgs) (int, er
 }
 
 // writeDriver writes a positive condition as a subquery of distinct row
-// ids: "(SELECT … ) ".
-func writeDriver(b *strings.Builder, args *sqlArgs, typ string, c store.Cond) {
+// ids, after afterID if it is set: "(SELECT … )".
+func writeDriver(b *strings.Builder, args *sqlArgs, typ string, c store.Cond, afterID string) {
+	after := func() string {
+		if afterID == "" {
+			return ""
+		}
+		return " AND id > " + args.add(afterID)
+	}
 	var parts []string
 	if len(c.Tokens) > 0 {
-		parts = append(parts, "SELECT id FROM tokens WHERE type = "+args.add(typ)+" AND token "+tokensIn(c.Tokens, args))
+		parts = append(parts, "SELECT id FROM tokens WHERE type = "+args.add(typ)+" AND token "+tokensIn(c.Tokens, args)+after())
 	}
 	for _, r := range c.Values {
 		var p strings.Builder
 		p.WriteString("SELECT id FROM vals WHERE type = " + args.add(typ) + " AND key = " + args.add([]byte(r.Key)))
 		writeBounds(&p, args, "", r.Bounds)
+		p.WriteString(after())
 		parts = append(parts, p.String())
 	}
 	if len(c.IDs) > 0 {
-		parts = append(parts, "SELECT id FROM heads WHERE type = "+args.add(typ)+" AND id "+idsIn(c.IDs, args))
+		parts = append(parts, "SELECT id FROM heads WHERE type = "+args.add(typ)+" AND id "+idsIn(c.IDs, args)+after())
 	}
 	// One token or a list of ids names each row once; anything else may
 	// name a row twice (a resource with two of the tokens, two values in
