@@ -401,7 +401,8 @@ func (ix *Indexer) parseClause(typ, name, raw string, depth int) (*Clause, error
 			}
 			targets = []string{mod}
 		}
-		chainCode, _, _ := strings.Cut(chain, ":")
+		chainCode, _, _ := strings.Cut(chain, ".")
+		chainCode, _, _ = strings.Cut(chainCode, ":")
 		for _, t := range targets {
 			if tt := ix.tables[t]; tt != nil && tt.byCode[chainCode] != nil {
 				c.Targets = append(c.Targets, t)
