@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/sharedtest"
@@ -294,7 +297,50 @@ func TestStolenFilesRevealNothing(t *testing.T) {
 		bad.Set("birthDate", fhir.StringValue(res.Str("birthDate")+"T99"))
 		ts.do("PUT", "/Patient/"+res.Str("id"), fhir.Marshal(&bad)).want(t, 400)
 	}
+	// Searches by name prefix and birth date: their values reach the
+	// index, the audit log and the cursors only as keyed hashes.
+	n = 0
+	for i := range resources {
+		res := &resources[i]
+		if res.Str("resourceType") != "Patient" || n >= 10 {
+			continue
+		}
+		n++
+		fam := res.Get("name").Items[0].Str("family")
+		r := ts.do("GET", "/Patient?family="+url.QueryEscape(fam[:min(len(fam), 3)])+"&birthdate=le"+res.Str("birthDate")+"&_count=1", nil).want(t, 200)
+		if next := linkOf(r, "next"); next != "" {
+			ts.do("GET", strings.TrimPrefix(next, ts.url), nil).want(t, 200)
+		}
+	}
 	patterns := secrets.patterns()
+	// Birth and death dates are indexed only as keyed hashes: no file may
+	// hold one as a number either (as the store holds clinical dates:
+	// milliseconds since 1970, an 8-byte float, in either byte order).
+	numbers := 0
+	for i := range resources {
+		res := &resources[i]
+		if res.Str("resourceType") != "Patient" {
+			continue
+		}
+		for _, d := range []string{res.Str("birthDate"), res.Str("deceasedDateTime")} {
+			day, err := time.Parse("2006-01-02", d[:min(len(d), 10)])
+			if err != nil {
+				continue
+			}
+			for _, ms := range []int64{day.UnixMilli(), day.AddDate(0, 0, 1).UnixMilli() - 1} {
+				bits := math.Float64bits(float64(ms))
+				var be, le [8]byte
+				binary.BigEndian.PutUint64(be[:], bits)
+				binary.LittleEndian.PutUint64(le[:], bits)
+				patterns[string(be[:])] = "birth or death date as a number: " + d
+				patterns[string(le[:])] = "birth or death date as a number: " + d
+				numbers++
+			}
+		}
+	}
+	if numbers < 100 {
+		t.Errorf("only %d birth and death dates to look for as numbers", numbers)
+	}
 	check := func(when string) {
 		files, err := filepath.Glob(filepath.Join(ts.v.dir, "*"))
 		if err != nil || len(files) < 2 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/ehrvault/ehrvault/internal/store"
@@ -232,6 +233,11 @@ func checkQuery(q store.SearchQuery) error {
 
 // chooseDriver returns the index of the condition that drives q's plan, or
 // -1 to scan the type's heads (through the caller's data keys, if any).
+//
+// Candidates are sized cheapest first (lists of ids need no probe, then
+// conditions of few tokens, then value ranges), and each probe counts only
+// up to the best size so far: a probe past it could not win. A candidate
+// of smallDriver rows or fewer ends the search for a better one.
 func (db *DB) chooseDriver(ctx context.Context, q store.SearchQuery) (int, error) {
 	var cands []int
 	for i, c := range q.Where {
@@ -245,44 +251,63 @@ func (db *DB) chooseDriver(ctx context.Context, q store.SearchQuery) (int, error
 	case len(cands) == 1 && q.Keys == nil:
 		return cands[0], nil // nothing to compare it with
 	}
-	best, bestN := -1, math.MaxInt
-	if q.Keys != nil {
-		var args sqlArgs
-		n, err := db.probeCount(ctx, "SELECT 1 FROM heads INDEXED BY heads_key WHERE type = "+args.add(q.Type)+" AND deleted = 0 AND "+keysIn("key_id", q.Keys, &args), args)
-		if err != nil {
-			return 0, err
+	cost := func(c store.Cond) int {
+		switch {
+		case len(c.Tokens) == 0 && len(c.Values) == 0:
+			return 0
+		case len(c.Values) == 0:
+			return len(c.Tokens)
 		}
-		bestN = n
+		return 1000 + len(c.Tokens) + len(c.Values)
 	}
+	slices.SortStableFunc(cands, func(a, b int) int { return cost(q.Where[a]) - cost(q.Where[b]) })
+	best, bestN := -1, db.probe+1
 	for _, i := range cands {
 		c := q.Where[i]
-		if len(c.IDs) > 0 && len(c.Tokens) == 0 && len(c.Values) == 0 {
-			if len(c.IDs) < bestN {
-				best, bestN = i, len(c.IDs)
+		n := len(c.IDs)
+		if len(c.Tokens) > 0 || len(c.Values) > 0 {
+			var b strings.Builder
+			var args sqlArgs
+			writeDriver(&b, &args, q.Type, c, "")
+			var err error
+			if n, err = db.probeCount(ctx, "SELECT 1 FROM "+b.String(), args, bestN); err != nil {
+				return 0, err
 			}
-			continue
 		}
-		var b strings.Builder
+		if n < bestN {
+			best, bestN = i, n
+		}
+		if bestN <= smallDriver {
+			return best, nil
+		}
+	}
+	if q.Keys != nil {
+		// A condition beats the data keys on a tie: its rows come in row
+		// order, so an unsorted page seeks and stops where it ends.
 		var args sqlArgs
-		writeDriver(&b, &args, q.Type, c, "")
-		n, err := db.probeCount(ctx, "SELECT 1 FROM "+b.String(), args)
+		n, err := db.probeCount(ctx, "SELECT 1 FROM heads INDEXED BY heads_key WHERE type = "+args.add(q.Type)+" AND deleted = 0 AND "+keysIn("key_id", q.Keys, &args), args, bestN)
 		if err != nil {
 			return 0, err
 		}
-		// A condition beats the data keys on a tie (both past the
-		// probe limit): its rows come in row order, so an unsorted page
-		// seeks and stops where the page ends.
-		if n < bestN || n == bestN && best < 0 {
-			best, bestN = i, n
+		if n < bestN {
+			return -1, nil
 		}
+	}
+	if best < 0 {
+		// Every condition is past the probe limit: still, reading one is
+		// less than reading the whole type.
+		return cands[0], nil
 	}
 	return best, nil
 }
 
-// probeCount counts the rows of a subquery, up to the probe limit.
-func (db *DB) probeCount(ctx context.Context, sub string, args sqlArgs) (int, error) {
+// smallDriver is a driver size that no other candidate is probed to beat.
+const smallDriver = 32
+
+// probeCount counts the rows of a subquery, up to limit.
+func (db *DB) probeCount(ctx context.Context, sub string, args sqlArgs, limit int) (int, error) {
 	var n int
-	err := db.r.QueryRowContext(ctx, "SELECT count(*) FROM ("+sub+" LIMIT "+args.add(db.probe)+")", args...).Scan(&n)
+	err := db.r.QueryRowContext(ctx, "SELECT count(*) FROM ("+sub+" LIMIT "+args.add(limit)+")", args...).Scan(&n)
 	if err != nil {
 		return 0, db.fail("search plan", err)
 	}
