@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/ehrvault/ehrvault/internal/fhir"
 	"net/url"
 	"strings"
 	"testing"
@@ -202,6 +203,10 @@ func TestCapabilityStatement(t *testing.T) {
 	r := ts.do("GET", "/metadata", nil, "Authorization", "").want(t, 200)
 	if r.str("fhirVersion") != "4.0.1" || r.str("kind") != "instance" {
 		t.Fatalf("metadata: %.300s", r.body)
+	}
+	// It is a valid R4 resource itself.
+	if _, issues, err := fhir.ParseResource(r.body); err != nil || len(issues) > 0 {
+		t.Errorf("the CapabilityStatement does not validate: %v %v", err, issues)
 	}
 	rest := r.json["rest"].([]any)[0].(map[string]any)
 	types := map[string]map[string]any{}

@@ -192,7 +192,7 @@ func (v *vault) auditPublishers(sf *serveFlags) []string {
 func (v *vault) searchParams(typ string) []api.SearchParam {
 	var out []api.SearchParam
 	for _, p := range v.index.Params(typ) {
-		out = append(out, api.SearchParam{Name: p.Name, Type: p.Type, Definition: p.URL})
+		out = append(out, api.SearchParam{Name: p.Name, Type: p.Type, Definition: p.URL, Targets: p.Targets})
 	}
 	return out
 }

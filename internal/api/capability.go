@@ -1,17 +1,31 @@
 package api
 
 import (
+	"slices"
+	"time"
+
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
-	"time"
 )
+
+// paramDocs says, per parameter type, how values are matched.
+var paramDocs = map[string]string{
+	"string":    "starts with, case- and accent-insensitive; :exact, :contains",
+	"token":     "code, system|code, |code or system|; :not, :text",
+	"reference": "Type/id, id, or an absolute URL; :[type]; chains one level deep",
+	"date":      "yyyy[-mm[-dd[Thh:mm[:ss][zone]]]] with a prefix (eq, ne, gt, lt, ge, le, sa, eb, ap) and the precision semantics of R4",
+	"number":    "with a prefix; eq within the value's precision",
+	"quantity":  "[prefix]number[|system|code] or number||unit; no unit conversion",
+	"uri":       "the exact URI",
+}
 
 // SearchParam describes one search parameter a type supports, for the
 // CapabilityStatement.
 type SearchParam struct {
 	Name       string
-	Type       string // token, string, reference, …
-	Definition string // canonical URL of the SearchParameter
+	Type       string   // token, string, reference, …
+	Definition string   // canonical URL of the SearchParameter
+	Targets    []string // of a reference: the types it may point to (none: any)
 }
 
 // capabilityStatement states exactly what this server implements: every
@@ -24,8 +38,26 @@ func capabilityStatement(version string, now time.Time, params func(typ string) 
 	arr := func(items ...fhir.Value) fhir.Value { return fhir.Value{Kind: fhir.Array, Items: items} }
 	code := func(c string) fhir.Value { return obj(f("code", str(c))) }
 
+	// _revinclude: for each type, the reference parameters of all types
+	// that may point to it.
+	types := fhir.ResourceTypes()
+	revs := map[string][]fhir.Value{}
+	if params != nil {
+		for _, src := range types {
+			for _, p := range params(src) {
+				if p.Type != "reference" {
+					continue
+				}
+				for _, t := range types {
+					if len(p.Targets) == 0 || slices.Contains(p.Targets, t) {
+						revs[t] = append(revs[t], str(src+":"+p.Name))
+					}
+				}
+			}
+		}
+	}
 	var resources []fhir.Value
-	for _, t := range fhir.ResourceTypes() {
+	for _, t := range types {
 		r := obj(
 			f("type", str(t)),
 			f("interaction", arr(code("read"), code("vread"), code("update"), code("delete"),
@@ -41,29 +73,55 @@ func capabilityStatement(version string, now time.Time, params func(typ string) 
 		)
 		if params != nil {
 			var sp []fhir.Value
+			incs := []fhir.Value{str("*")}
 			for _, p := range params(t) {
 				e := obj(f("name", str(p.Name)))
 				if p.Definition != "" {
 					e.Set("definition", str(p.Definition))
 				}
 				e.Set("type", str(p.Type))
+				if doc := paramDocs[p.Type]; doc != "" {
+					e.Set("documentation", str(doc))
+				}
 				sp = append(sp, e)
+				if p.Type == "reference" {
+					incs = append(incs, str(t+":"+p.Name))
+				}
 			}
 			if len(sp) > 0 {
+				r.Set("searchInclude", arr(incs...))
+				if len(revs[t]) > 0 {
+					r.Set("searchRevInclude", arr(revs[t]...))
+				}
 				r.Set("searchParam", arr(sp...))
 			}
+		}
+		if t == "Patient" {
+			r.Set("operation", arr(obj(f("name", str("everything")), f("definition", str("http://hl7.org/fhir/OperationDefinition/Patient-everything")))))
 		}
 		resources = append(resources, r)
 	}
 	rest := obj(
 		f("mode", str("server")),
-		f("documentation", str("Every request but this CapabilityStatement needs Authorization: Bearer <token> (ehrvault token create). Search supports exact matches on the listed parameters, ANDed by repeating them; results are paged by opaque cursors (_count, next links).")),
+		f("documentation", str("Every request but this CapabilityStatement needs Authorization: Bearer <token> (ehrvault token create). "+
+			"Search takes the listed parameters with their modifiers (:missing on all; :exact and :contains on strings; :not and :text on tokens; :[type] on references), "+
+			"OR by commas, AND by repeating, the prefixes eq ne gt lt ge le sa eb ap on dates, numbers and quantities, chains one level deep (subject:Patient.name), _has, "+
+			"_include and _revinclude (with :iterate), _sort by date, number and quantity parameters and _lastUpdated, _count, _summary, _elements and _total; "+
+			"compartment searches (Patient/[id]/[type]) and Patient/[id]/$everything. Pages are continued by sealed cursors (the next link). "+
+			"Unknown parameters are left out and reported in an OperationOutcome entry unless Prefer: handling=strict asks for a 400.")),
 		f("security", obj(
 			f("cors", fhir.BoolValue(false)),
 			f("description", str("Bearer tokens issued by the operator with `ehrvault token create`; stored only as keyed hashes; they expire.")),
 		)),
 		f("resource", arr(resources...)),
 		f("interaction", arr(code("transaction"), code("batch"), code("history-system"))),
+		f("searchParam", arr(
+			obj(f("name", str("_count")), f("type", str("number")), f("documentation", str("page size, 0 to 1000 (default 50); 0 gives the total alone"))),
+			obj(f("name", str("_sort")), f("type", str("string")), f("documentation", str("date, number and quantity parameters and _lastUpdated, several keys, '-' for descending"))),
+			obj(f("name", str("_total")), f("type", str("token")), f("documentation", str("none (the default), estimate or accurate: both count exactly"))),
+			obj(f("name", str("_summary")), f("type", str("token")), f("documentation", str("true, text, data, count or false"))),
+			obj(f("name", str("_elements")), f("type", str("string")), f("documentation", str("top-level elements to return; id, meta and the mandatory and modifier elements always come"))),
+		)),
 	)
 	cs := obj(
 		f("resourceType", str("CapabilityStatement")),

@@ -713,3 +713,24 @@ var valueSets = sync.OnceValue(func() map[string]*valueSetIndex {
 // valueSet returns the expansion of the value set url, or nil when the
 // definitions do not expand it (its codes are then not checked).
 func valueSet(url string) *valueSetIndex { return valueSets()[url] }
+
+// CodeSystemOf returns the code system that holds code in the value set
+// url, when the definitions expand it and exactly one of its systems holds
+// the code: the implicit system of a code element with a required binding
+// (Patient.gender's "male" is http://hl7.org/fhir/administrative-gender's).
+func CodeSystemOf(url, code string) (string, bool) {
+	vs := valueSet(url)
+	if vs == nil {
+		return "", false
+	}
+	found := ""
+	for sys, codes := range vs.systems {
+		if codes[code] {
+			if found != "" {
+				return "", false
+			}
+			found = sys
+		}
+	}
+	return found, found != ""
+}

@@ -16,7 +16,6 @@ import (
 const (
 	formPresent   = 'P' // the resource has a value for the parameter (:missing)
 	formPrefix    = 'p' // string: a normalized prefix, 1 to maxPrefix runes
-	formWhole     = 'w' // string: the whole normalized value
 	formRaw       = 'X' // string: the value exactly as written (:exact)
 	formText      = 't' // token: a normalized prefix of a text or display (:text)
 	formYear      = 'y' // an identifying date, hashed: its year
@@ -60,7 +59,6 @@ func addString(h *hasher, p *param, s string) {
 	if n == "" {
 		return
 	}
-	h.add(p.prefix, formWhole, n)
 	ps, _ := prefixes(n)
 	for _, x := range ps {
 		h.add(p.prefix, formPrefix, x)

@@ -37,8 +37,11 @@ var _ records.Indexer = (*Indexer)(nil)
 // CapabilityStatement.
 type ParamInfo struct {
 	Name string // the code used in queries: "identifier"
-	Type string // token, reference or uri
+	Type string // token, reference, uri, string, date, number or quantity
 	URL  string // canonical URL of the SearchParameter
+	// Targets lists the types a reference parameter points to; empty
+	// for any.
+	Targets []string
 }
 
 // NewIndexer returns an Indexer whose tokens are keyed by key, the 32-byte
@@ -70,7 +73,7 @@ func (ix *Indexer) Params(typ string) []ParamInfo {
 	}
 	out := make([]ParamInfo, len(tt.params))
 	for i, p := range tt.params {
-		out[i] = ParamInfo{Name: p.code, Type: p.def.typ, URL: p.def.url}
+		out[i] = ParamInfo{Name: p.code, Type: p.def.typ, URL: p.def.url, Targets: p.def.target}
 	}
 	return out
 }

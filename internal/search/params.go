@@ -3,6 +3,7 @@ package search
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ehrvault/ehrvault/internal/fhir"
@@ -59,6 +60,9 @@ type param struct {
 	kind   paramKind
 	def    *paramDef
 	expr   *fhirpath.Expr // specialized to the type
+	// codeSets lists the value sets of required bindings that the
+	// expression's code elements have, for their implicit systems.
+	codeSets []string
 	prefix []byte         // lp(type) ‖ lp(code): the start of every token message
 }
 
@@ -136,6 +140,9 @@ func compileTables() (map[string]*typeTable, error) {
 				return nil, fmt.Errorf("%s: a second parameter %s for %s", p.id, p.code, typ)
 			}
 			pp := &param{code: p.code, kind: kind, def: p, expr: e}
+			if kind == kindToken {
+				pp.codeSets = codeBindings(p.expr, typ)
+			}
 			pp.prefix = appendLP(appendLP(nil, typ), p.code)
 			tt.params = append(tt.params, pp)
 			tt.byCode[p.code] = pp
@@ -195,4 +202,48 @@ func appliesTo(p *paramDef, types []string) []string {
 		}
 	}
 	return out
+}
+
+// codeBindings returns the value sets of the required bindings of the code
+// elements that expr reaches from typ by plain paths (Type.a.b, in a union
+// or not): a code element's system is implicit in its binding.
+func codeBindings(expr, typ string) []string {
+	var out []string
+	for _, part := range strings.Split(expr, "|") {
+		path := strings.Trim(strings.TrimSpace(part), "()")
+		rest, ok := strings.CutPrefix(path, typ+".")
+		if !ok {
+			continue
+		}
+		t := fhir.Type(typ)
+		var e *fhir.ElementDef
+		for _, name := range strings.Split(rest, ".") {
+			if t == nil || !isIdent(name) {
+				e = nil
+				break
+			}
+			var code string
+			if e, code = t.Element(name); e == nil {
+				break
+			}
+			t = fhir.Type(code)
+		}
+		if e != nil && t != nil && t.Name == "code" && e.Binding.Strength == "required" && e.Binding.ValueSet != "" && !slices.Contains(out, e.Binding.ValueSet) {
+			out = append(out, e.Binding.ValueSet)
+		}
+	}
+	return out
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

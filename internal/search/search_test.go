@@ -92,24 +92,24 @@ func TestParams(t *testing.T) {
 		return nil
 	}
 	for _, want := range []ParamInfo{
-		{"_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"},
-		{"_profile", "uri", "http://hl7.org/fhir/SearchParameter/Resource-profile"},
-		{"code", "token", "http://hl7.org/fhir/SearchParameter/clinical-code"},
-		{"identifier", "token", "http://hl7.org/fhir/SearchParameter/clinical-identifier"},
-		{"patient", "reference", "http://hl7.org/fhir/SearchParameter/clinical-patient"},
-		{"subject", "reference", "http://hl7.org/fhir/SearchParameter/Observation-subject"},
-		{"value-concept", "token", "http://hl7.org/fhir/SearchParameter/Observation-value-concept"},
+		{Name: "_id", Type: "token", URL: "http://hl7.org/fhir/SearchParameter/Resource-id"},
+		{Name: "_profile", Type: "uri", URL: "http://hl7.org/fhir/SearchParameter/Resource-profile"},
+		{Name: "code", Type: "token", URL: "http://hl7.org/fhir/SearchParameter/clinical-code"},
+		{Name: "identifier", Type: "token", URL: "http://hl7.org/fhir/SearchParameter/clinical-identifier"},
+		{Name: "patient", Type: "reference", URL: "http://hl7.org/fhir/SearchParameter/clinical-patient"},
+		{Name: "subject", Type: "reference", URL: "http://hl7.org/fhir/SearchParameter/Observation-subject"},
+		{Name: "value-concept", Type: "token", URL: "http://hl7.org/fhir/SearchParameter/Observation-value-concept"},
 	} {
-		if got := has(obs, want.Name); got == nil || *got != want {
+		if got := has(obs, want.Name); got == nil || got.Name != want.Name || got.Type != want.Type || got.URL != want.URL {
 			t.Errorf("Params(Observation)[%s] = %v, want %v", want.Name, got, want)
 		}
 	}
 	for _, want := range []ParamInfo{
-		{"date", "date", "http://hl7.org/fhir/SearchParameter/clinical-date"},
-		{"value-quantity", "quantity", "http://hl7.org/fhir/SearchParameter/Observation-value-quantity"},
-		{"_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+		{Name: "date", Type: "date", URL: "http://hl7.org/fhir/SearchParameter/clinical-date"},
+		{Name: "value-quantity", Type: "quantity", URL: "http://hl7.org/fhir/SearchParameter/Observation-value-quantity"},
+		{Name: "_lastUpdated", Type: "date", URL: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
 	} {
-		if got := has(obs, want.Name); got == nil || *got != want {
+		if got := has(obs, want.Name); got == nil || got.Name != want.Name || got.Type != want.Type || got.URL != want.URL {
 			t.Errorf("Params(Observation)[%s] = %v, want %v", want.Name, got, want)
 		}
 	}
@@ -840,4 +840,29 @@ func testRowID(typ, id string) string {
 	m.Write([]byte{0})
 	m.Write([]byte(id))
 	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// TestImplicitCodeSystems checks that a code element is found by the
+// system of its required binding too.
+func TestImplicitCodeSystems(t *testing.T) {
+	ix := NewIndexer(testKey, testRowID)
+	pat := parseJSON(t, []byte(`{"resourceType":"Patient","id":"p","gender":"female"}`))
+	toks := ix.Tokens(pat)
+	for _, q := range []string{"gender=female", "gender=http://hl7.org/fhir/administrative-gender|female", "gender=http://hl7.org/fhir/administrative-gender|"} {
+		if !contains(toks, condition(t, ix, "Patient", q)) {
+			t.Errorf("tokens lack %s", q)
+		}
+	}
+	for _, q := range []string{"gender=|female", "gender=http://hl7.org/fhir/administrative-gender|male", "gender=http://other|female"} {
+		if q != "gender=|female" && contains(toks, condition(t, ix, "Patient", q)) {
+			t.Errorf("tokens hold %s", q)
+		}
+	}
+	obs := parseJSON(t, []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`))
+	if !contains(ix.Tokens(obs), condition(t, ix, "Observation", "status=http://hl7.org/fhir/observation-status|final")) {
+		t.Errorf("Observation.status lacks its system")
+	}
+	if got := ix.tables["Patient"].byCode["gender"].codeSets; len(got) != 1 || got[0] != "http://hl7.org/fhir/ValueSet/administrative-gender" {
+		t.Errorf("Patient gender binds %v", got)
+	}
 }

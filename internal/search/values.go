@@ -30,6 +30,16 @@ func addValue(h *hasher, p *param, n fhirpath.Node) {
 		if v.Kind != fhir.Object {
 			if s, ok := primitive(v); ok {
 				addCode(h, p, "", s, false)
+				// A code element's system is its binding's: gender=male
+				// and gender=http://hl7.org/fhir/administrative-gender|male
+				// both find it.
+				for _, vs := range p.codeSets {
+					if sys, ok := fhir.CodeSystemOf(vs, s); ok {
+						h.add(p.prefix, formSystemCode, sys, s)
+						h.add(p.prefix, formSystem, sys)
+						break
+					}
+				}
 			}
 			return
 		}
