@@ -56,14 +56,14 @@ var kinds = map[string]paramKind{
 
 // param is a supported search parameter compiled for one resource type.
 type param struct {
-	code   string
-	kind   paramKind
-	def    *paramDef
-	expr   *fhirpath.Expr // specialized to the type
+	code string
+	kind paramKind
+	def  *paramDef
+	expr *fhirpath.Expr // specialized to the type
 	// codeSets lists the value sets of required bindings that the
 	// expression's code elements have, for their implicit systems.
 	codeSets []string
-	prefix []byte         // lp(type) ‖ lp(code): the start of every token message
+	prefix   []byte // lp(type) ‖ lp(code): the start of every token message
 }
 
 // typeTable is what the indexer knows of one resource type.
