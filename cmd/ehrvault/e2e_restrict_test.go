@@ -217,3 +217,28 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestEverythingSince checks $everything's _since: only what changed
+// since then.
+func TestEverythingSince(t *testing.T) {
+	ts := newTestServer(t)
+	importAll(t, ts, writeSynthetic(t, 12, 1))
+	pid := ts.do("GET", "/Patient", nil).want(t, 200).str("entry.0.resource.id")
+	all := ts.do("GET", "/Patient/"+pid+"/$everything?_count=1000", nil).want(t, 200)
+	if resourceEntries(all) < 10 {
+		t.Fatalf("$everything has %d entries", resourceEntries(all))
+	}
+	old := ts.do("GET", "/Patient/"+pid+"/$everything?_count=1000&_since=2000-01-01", nil).want(t, 200)
+	if resourceEntries(old) != resourceEntries(all) {
+		t.Errorf("_since=2000-01-01: %d entries, want %d", resourceEntries(old), resourceEntries(all))
+	}
+	mark := time.Now().UTC().Add(time.Second).Format(time.RFC3339)
+	time.Sleep(1100 * time.Millisecond)
+	obs := ts.do("POST", "/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"late"},"subject":{"reference":"Patient/`+pid+`"}}`).want(t, 201).str("id")
+	late := ts.do("GET", "/Patient/"+pid+"/$everything?_since="+url.QueryEscape(mark), nil).want(t, 200)
+	if n := resourceEntries(late); n != 1 || late.str("entry.0.resource.id") != obs {
+		t.Errorf("_since=%s: %d entries (%.200s), want only the new Observation", mark, n, late.body)
+	}
+	ts.do("GET", "/Patient/"+pid+"/$everything?_since=yesterday", nil).want(t, 400)
+	ts.do("GET", "/Patient/"+pid+"/$everything?start=2020", nil).want(t, 400)
+}

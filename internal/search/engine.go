@@ -632,8 +632,18 @@ func (e *Engine) Everything(ctx context.Context, id string, params url.Values, r
 	count := -1
 	types := compartmentTypes()
 	used := url.Values{}
+	since := ""
 	for name, vals := range params {
 		switch name {
+		case "_since":
+			if len(vals) != 1 {
+				return nil, records.NewError(records.Invalid, name, "%s", ErrRepeated.Error())
+			}
+			if _, _, prec, ok := searchDate(vals[0]); !ok || prec != 0 && prec != 10 {
+				return nil, records.NewError(records.Invalid, name, "_since is an instant such as 2024-01-31T12:00:00Z, or a date")
+			}
+			since = vals[0]
+			used[name] = vals
 		case "_count":
 			n, err := parseCount(vals)
 			if err != nil {
@@ -655,7 +665,7 @@ func (e *Engine) Everything(ctx context.Context, id string, params url.Values, r
 			used[name] = vals
 		case "_format", "_pretty":
 		default:
-			return nil, records.NewError(records.Invalid, name, "$everything takes _count and _type")
+			return nil, records.NewError(records.Invalid, name, "$everything takes _count, _type and _since")
 		}
 	}
 	if !fhir.ValidID(id) {
@@ -678,6 +688,12 @@ func (e *Engine) Everything(ctx context.Context, id string, params url.Values, r
 	after := st.After
 	for ti := st.TypeIndex; ti < len(types); ti++ {
 		q := &Query{Type: types[ti], Count: -1, Used: url.Values{}}
+		if since != "" {
+			var err error
+			if q, err = e.ix.Parse(types[ti], url.Values{"_lastUpdated": {"ge" + since}}, true); err != nil {
+				return nil, qerr(err)
+			}
+		}
 		pl, err := e.compile(ctx, q, sc, id)
 		if err != nil {
 			return nil, err
