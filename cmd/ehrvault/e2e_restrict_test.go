@@ -94,6 +94,7 @@ func TestRestrictionLeaksNothing(t *testing.T) {
 	// nothing checks that an answer holds none of the hidden records (its
 	// self link echoes the query, which the caller wrote: only entries
 	// count).
+	shared := map[string]bool{"Practitioner": true, "PractitionerRole": true, "Organization": true, "Location": true, "Medication": true}
 	hidden := map[string]bool{"Patient/" + bob: true, "Observation/" + bobObs: true, "Observation/" + hiv: true, "Group/" + group: true, "Observation/" + gone: true}
 	nothing := func(what, path string) *response {
 		t.Helper()
@@ -110,7 +111,11 @@ func TestRestrictionLeaksNothing(t *testing.T) {
 				t.Errorf("%s: %s shows %s", what, path, key)
 			}
 			text, _ := json.Marshal(res)
-			for _, leak := range []string{"LEAK-1", "LEAK-2", "HIDDEN-1", bobFamily} {
+			leaks := []string{"LEAK-1", "LEAK-2", "HIDDEN-1", bobFamily}
+			if shared[fmt.Sprint(res["resourceType"])] {
+				leaks = leaks[:3] // a practitioner may share Bob's family name
+			}
+			for _, leak := range leaks {
 				if strings.Contains(string(text), leak) {
 					t.Errorf("%s: %s shows %q in %s", what, path, leak, key)
 				}

@@ -4,7 +4,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ehrvault/ehrvault/internal/fhirpath"
 	"github.com/ehrvault/ehrvault/internal/store"
@@ -17,6 +16,23 @@ import (
 // than the indexed prefixes, :contains.
 func compileLocal(h *hasher, c *Clause) (cond store.Cond, residual bool, err error) {
 	p := c.param
+	if len(p.parts) > 0 {
+		// A union of other parameters: any of them (none of them, for
+		// :not and :missing=true).
+		for _, part := range p.parts {
+			pc := *c
+			pc.param = part
+			cc, res, err := compileLocal(h, &pc)
+			if err != nil {
+				return cond, false, err
+			}
+			cond.Tokens = append(cond.Tokens, cc.Tokens...)
+			cond.Values = append(cond.Values, cc.Values...)
+			cond.Not = cc.Not
+			residual = residual || res
+		}
+		return cond, residual, nil
+	}
 	if c.Modifier == "missing" {
 		return store.Cond{Tokens: []store.Token{h.key(p.prefix, formPresent)}, Not: c.Values[0].missing}, false, nil
 	}
@@ -28,7 +44,12 @@ func compileLocal(h *hasher, c *Clause) (cond store.Cond, residual bool, err err
 				if n == "" {
 					return cond, false, &QueryError{Param: c.Name, Err: ErrEmpty}
 				}
-				x, whole := clip(n)
+				x, whole, ok := indexedPrefix(n, textLengths)
+				if !ok {
+					// Shorter than any indexed prefix: every resource
+					// with a text is a candidate.
+					return store.Cond{Tokens: []store.Token{h.key(p.prefix, formPresent)}}, true, nil
+				}
 				residual = residual || !whole
 				cond.Tokens = append(cond.Tokens, h.key(p.prefix, formText, x))
 			}
@@ -53,7 +74,7 @@ func compileLocal(h *hasher, c *Clause) (cond store.Cond, residual bool, err err
 				if n == "" {
 					return cond, false, &QueryError{Param: c.Name, Err: ErrEmpty}
 				}
-				x, whole := clip(n)
+				x, whole, _ := indexedPrefix(n, stringLengths) // every value reaches length 1
 				residual = residual || !whole
 				cond.Tokens = append(cond.Tokens, h.key(p.prefix, formPrefix, x))
 			}
@@ -106,22 +127,6 @@ func compileLocal(h *hasher, c *Clause) (cond store.Cond, residual bool, err err
 		}
 	}
 	return cond, residual, nil
-}
-
-// clip returns the first maxPrefix runes of a normalized string, and
-// whether that is all of it.
-func clip(s string) (string, bool) {
-	if utf8.RuneCountInString(s) <= maxPrefix {
-		return s, true
-	}
-	n := 0
-	for i := range s {
-		if n == maxPrefix {
-			return s[:i], false
-		}
-		n++
-	}
-	return s, true
 }
 
 // tokenOf returns the token a token value stands for.

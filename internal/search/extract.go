@@ -59,8 +59,7 @@ func addString(h *hasher, p *param, s string) {
 	if n == "" {
 		return
 	}
-	ps, _ := prefixes(n)
-	for _, x := range ps {
+	for _, x := range prefixes(n, stringLengths) {
 		h.add(p.prefix, formPrefix, x)
 	}
 }
@@ -111,8 +110,7 @@ func stringParts(n fhirpath.Node) []string {
 func addTokenText(h *hasher, p *param, n fhirpath.Node) {
 	for _, t := range tokenTexts(n) {
 		if n := normalize(t); n != "" {
-			ps, _ := prefixes(n)
-			for _, x := range ps {
+			for _, x := range prefixes(n, textLengths) {
 				h.add(p.prefix, formText, x)
 			}
 		}

@@ -148,6 +148,9 @@ func (ix *Indexer) Index(res *fhir.Value) *store.Index {
 	ev := ix.evals.Get().(*fhirpath.Evaluator)
 	defer func() { ev.Reset(); ix.evals.Put(ev) }()
 	for _, p := range tt.params {
+		if len(p.parts) > 0 {
+			continue // found through its parts
+		}
 		nodes, err := ev.Eval(p.expr, res)
 		if err != nil || len(nodes) == 0 {
 			continue

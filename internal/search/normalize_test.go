@@ -22,13 +22,31 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestPrefixes(t *testing.T) {
-	p, whole := prefixes("añb")
-	if strings.Join(p, ",") != "a,añ,añb" || !whole {
-		t.Errorf("prefixes(añb) = %q, %v", p, whole)
+	if p := prefixes("añb", stringLengths); strings.Join(p, ",") != "a,añ,añb" {
+		t.Errorf("prefixes(añb) = %q", p)
 	}
 	long := strings.Repeat("x", maxPrefix+5)
-	p, whole = prefixes(long)
-	if len(p) != maxPrefix || whole || p[len(p)-1] != long[:maxPrefix] {
-		t.Errorf("prefixes of a long string: %d, %v", len(p), whole)
+	p := prefixes(long, stringLengths)
+	if len(p) != len(stringLengths) || p[len(p)-1] != long[:maxPrefix] {
+		t.Errorf("prefixes of a long string: %q", p)
+	}
+	if p := prefixes("abcdefghi", stringLengths); strings.Join(p, ",") != "a,ab,abc,abcd,abcde,abcdef,abcdefgh" {
+		t.Errorf("prefixes(abcdefghi) = %q", p)
+	}
+	for _, tt := range []struct {
+		in, prefix string
+		whole, ok  bool
+	}{
+		{"abcdefgh", "abcdefgh", true, true},
+		{"abcdefghi", "abcdefgh", false, true},
+		{"añb", "añb", true, true},
+		{long, long[:maxPrefix], false, true},
+	} {
+		if p, whole, ok := indexedPrefix(tt.in, stringLengths); p != tt.prefix || whole != tt.whole || ok != tt.ok {
+			t.Errorf("indexedPrefix(%q) = %q, %v, %v", tt.in, p, whole, ok)
+		}
+	}
+	if _, _, ok := indexedPrefix("ab", textLengths); ok {
+		t.Errorf("indexedPrefix(ab, textLengths) found a prefix")
 	}
 }

@@ -63,7 +63,12 @@ type param struct {
 	// codeSets lists the value sets of required bindings that the
 	// expression's code elements have, for their implicit systems.
 	codeSets []string
-	prefix   []byte // lp(type) ‖ lp(code): the start of every token message
+	// parts, when set, are parameters of the same type whose expressions
+	// together make this one's (Observation's combo-code is code |
+	// component-code): it is not indexed itself, and a query of it asks
+	// for any of its parts.
+	parts  []*param
+	prefix []byte // lp(type) ‖ lp(code): the start of every token message
 }
 
 // typeTable is what the indexer knows of one resource type.
@@ -147,6 +152,9 @@ func compileTables() (map[string]*typeTable, error) {
 			tt.params = append(tt.params, pp)
 			tt.byCode[p.code] = pp
 		}
+	}
+	for typ, tt := range out {
+		findUnions(typ, tt)
 	}
 	for _, c := range patientCompartment {
 		tt := out[c.typ]
@@ -246,4 +254,59 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
+}
+
+// findUnions marks the parameters of a type whose expression, for that
+// type, is the union of the expressions of others of the same kind.
+func findUnions(typ string, tt *typeTable) {
+	bySingle := map[string]*param{}
+	for _, p := range tt.params {
+		if pieces := ownPieces(p.def.expr, typ); len(pieces) == 1 {
+			bySingle[pieces[0]] = p
+		}
+	}
+	for _, p := range tt.params {
+		pieces := ownPieces(p.def.expr, typ)
+		if len(pieces) < 2 {
+			continue
+		}
+		var parts []*param
+		for _, piece := range pieces {
+			q := bySingle[piece]
+			if q == nil || q.kind != p.kind {
+				parts = nil
+				break
+			}
+			parts = append(parts, q)
+		}
+		p.parts = parts
+	}
+}
+
+// ownPieces returns the pieces of a union expression that start at typ.
+// Any piece that is not a plain path from typ makes it nil: the expression
+// is then not a union of plain parts.
+func ownPieces(expr, typ string) []string {
+	var out []string
+	for _, piece := range strings.Split(expr, "|") {
+		piece = strings.TrimSpace(piece)
+		if strings.HasPrefix(piece, "(") && strings.HasSuffix(piece, ")") {
+			piece = strings.TrimSpace(piece[1 : len(piece)-1])
+		}
+		if !strings.HasPrefix(piece, typ+".") {
+			continue
+		}
+		// A path, and perhaps a cast: Observation.value as Quantity.
+		path, cast, _ := strings.Cut(piece[len(typ)+1:], " as ")
+		for _, name := range strings.Split(path, ".") {
+			if !isIdent(name) {
+				return nil
+			}
+		}
+		if cast != "" && !isIdent(cast) {
+			return nil
+		}
+		out = append(out, piece)
+	}
+	return out
 }

@@ -144,6 +144,7 @@ var (
 	ErrHas          = errors.New("_has is _has:Type:reference-parameter:parameter=value")
 	ErrSort         = errors.New("_sort lists parameters of this type, each optionally preceded by '-'")
 	ErrSortKind     = errors.New("sorting is supported by date, number and quantity parameters and _lastUpdated: other values are stored only as keyed hashes")
+	ErrSortUnion    = errors.New("this parameter is the union of others: sort by one of them")
 	ErrCount        = errors.New("_count must be a non-negative integer")
 	ErrSummary      = errors.New("_summary is true, text, data, count or false")
 	ErrTotal        = errors.New("_total is none, estimate or accurate")
@@ -298,6 +299,8 @@ func (ix *Indexer) parseResult(out *Query, tt *typeTable, name string, vals []st
 						return &QueryError{Param: name, Err: ErrSort}
 					case p.kind != kindDate && p.kind != kindNumber && p.kind != kindQuantity || identifyingDates[p.code]:
 						return &QueryError{Param: name, Err: ErrSortKind}
+					case len(p.parts) > 0:
+						return &QueryError{Param: name, Err: ErrSortUnion}
 					}
 					sk.param = p
 				}

@@ -484,9 +484,7 @@ func TestTokens(t *testing.T) {
 		"code=http://loinc.org|",
 		"code=|local",
 		"code=local",
-		"combo-code=http://loinc.org|85354-9",
 		"value-concept=http://snomed.info/sct|373066001",
-		"combo-value-concept=373066001",
 		"subject=Patient/p1",
 		"subject=p1",
 		"patient=Patient/p1",
@@ -864,5 +862,41 @@ func TestImplicitCodeSystems(t *testing.T) {
 	}
 	if got := ix.tables["Patient"].byCode["gender"].codeSets; len(got) != 1 || got[0] != "http://hl7.org/fhir/ValueSet/administrative-gender" {
 		t.Errorf("Patient gender binds %v", got)
+	}
+}
+
+// TestUnionParams checks a parameter whose expression is the union of
+// others' (combo-code): not indexed itself, and found through its parts.
+func TestUnionParams(t *testing.T) {
+	ix := NewIndexer(testKey, testRowID)
+	p := ix.tables["Observation"].byCode["combo-code"]
+	if len(p.parts) != 2 || p.parts[0].code != "code" || p.parts[1].code != "component-code" {
+		t.Fatalf("combo-code parts: %v", p.parts)
+	}
+	obs := parseJSON(t, []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
+	  "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]}}]}`))
+	toks := ix.Tokens(obs)
+	for q, want := range map[string]bool{
+		"combo-code=85354-9": true, "combo-code=8480-6": true, "combo-code=http://loinc.org|8480-6": true, "combo-code=1-1": false,
+		"combo-code:missing=false": true, "combo-code:missing=true": false, "combo-code:not=8480-6": false, "combo-code:not=1-1": true,
+	} {
+		v, _ := url.ParseQuery(q)
+		pq, err := ix.Parse("Observation", v, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := ix.pool.Get().(*hasher)
+		cond, _, err := compileLocal(h, pq.Clauses[0])
+		ix.pool.Put(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		any := false
+		for _, c := range cond.Tokens {
+			any = any || contains(toks, []store.Token{c})
+		}
+		if got := any != cond.Not; got != want {
+			t.Errorf("%s: matches %v, want %v", q, got, want)
+		}
 	}
 }
