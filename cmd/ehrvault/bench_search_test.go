@@ -13,9 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,13 +35,18 @@ import (
 //
 //	EHRVAULT_BENCH_DIR     data directory, kept between runs (default: a temporary one)
 //	EHRVAULT_BENCH_COPIES  copies of the sample to load (default 4; 254 make 1,000,000 Observations)
-//	EHRVAULT_BENCH_CLIENTS concurrent clients (default 8)
+//	EHRVAULT_BENCH_CLIENTS concurrent clients, a list (default 1,8: latency alone, and under load)
 //
 // bench/search.sh runs it at a million-resource scale.
 func BenchmarkSearch(b *testing.B) {
 	ctx := context.Background()
 	copies := envInt("EHRVAULT_BENCH_COPIES", 4)
-	clients := envInt("EHRVAULT_BENCH_CLIENTS", 8)
+	var clients []int
+	for _, f := range strings.Split(envStr("EHRVAULT_BENCH_CLIENTS", "1,8"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			clients = append(clients, n)
+		}
+	}
 	dir := os.Getenv("EHRVAULT_BENCH_DIR")
 	if dir == "" {
 		dir = filepath.Join(b.TempDir(), "data")
@@ -168,39 +173,47 @@ func BenchmarkSearch(b *testing.B) {
 		if matched < len(sample)*3/4 {
 			b.Fatalf("%s: only %d of %d queries match anything", k.name, matched, len(sample))
 		}
-		b.Run(k.name, func(b *testing.B) {
-			var (
-				mu   sync.Mutex
-				lats []time.Duration
-				i    atomic.Int64
-			)
-			b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				var mine []time.Duration
-				for pb.Next() {
-					p := sample[int(i.Add(1))%len(sample)]
-					t0 := time.Now()
-					if _, err := get(k.path(p)); err != nil {
-						b.Error(err)
-						return
-					}
-					mine = append(mine, time.Since(t0))
+		for _, c := range clients {
+			b.Run(fmt.Sprintf("%s/clients=%d", k.name, c), func(b *testing.B) {
+				var (
+					mu   sync.Mutex
+					lats []time.Duration
+					i    atomic.Int64
+					wg   sync.WaitGroup
+				)
+				next := atomic.Int64{}
+				start := time.Now()
+				for range c {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var mine []time.Duration
+						for next.Add(1) <= int64(b.N) {
+							p := sample[int(i.Add(1))%len(sample)]
+							t0 := time.Now()
+							if _, err := get(k.path(p)); err != nil {
+								b.Error(err)
+								return
+							}
+							mine = append(mine, time.Since(t0))
+						}
+						mu.Lock()
+						lats = append(lats, mine...)
+						mu.Unlock()
+					}()
 				}
-				mu.Lock()
-				lats = append(lats, mine...)
-				mu.Unlock()
+				wg.Wait()
+				el := time.Since(start)
+				slices.Sort(lats)
+				if len(lats) == 0 {
+					return
+				}
+				q := func(f float64) float64 { return float64(lats[int(f*float64(len(lats)-1))].Microseconds()) / 1000 }
+				b.ReportMetric(q(0.5), "p50-ms")
+				b.ReportMetric(q(0.99), "p99-ms")
+				b.ReportMetric(float64(len(lats))/el.Seconds(), "req/s")
 			})
-			el := time.Since(start)
-			slices.Sort(lats)
-			if len(lats) == 0 {
-				return
-			}
-			q := func(f float64) float64 { return float64(lats[int(f*float64(len(lats)-1))].Microseconds()) / 1000 }
-			b.ReportMetric(q(0.5), "p50-ms")
-			b.ReportMetric(q(0.99), "p99-ms")
-			b.ReportMetric(float64(len(lats))/el.Seconds(), "req/s")
-		})
+		}
 	}
 }
 
@@ -297,6 +310,13 @@ func copyBundle(b *testing.B, src []byte, c int) []byte {
 func list(x any) []any { l, _ := x.([]any); return l }
 
 func str(x any) string { s, _ := x.(string); return s }
+
+func envStr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
 
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {

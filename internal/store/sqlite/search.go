@@ -302,7 +302,7 @@ func (db *DB) chooseDriver(ctx context.Context, q store.SearchQuery) (int, error
 }
 
 // smallDriver is a driver size that no other candidate is probed to beat.
-const smallDriver = 32
+const smallDriver = 256
 
 // probeCount counts the rows of a subquery, up to limit.
 func (db *DB) probeCount(ctx context.Context, sub string, args sqlArgs, limit int) (int, error) {
