@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
 	"syscall"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/synth"
 )
@@ -82,6 +84,16 @@ a directory to keep.`)
 	if err != nil {
 		return withHint(err, "choose another address with --listen")
 	}
+	family, year := "", ""
+	if p, err := v.records.Read(ctx, "Patient", first, nil); err == nil {
+		if body, err := fhir.Parse(p.JSON, 0); err == nil {
+			if names := body.Get("name"); names != nil && len(names.Items) > 0 {
+				family = names.Items[0].Str("family")
+			}
+			year = body.Str("birthDate")[:min(4, len(body.Str("birthDate")))]
+		}
+	}
+	family = string([]rune(family)[:min(3, len([]rune(family)))])
 	return c.serve(ctx, v, ln, &sf, log, func(url string) {
 		kept := "deleted when the demo stops"
 		if *keep != "" {
@@ -95,6 +107,9 @@ ehrvault demo is running. Its store (%s) is in %s.
 
 Try:
   curl -s -H "Authorization: Bearer %s" "%s/Patient?_count=3&_pretty=true"
+  curl -s -H "Authorization: Bearer %s" "%s/Patient?family=%s&birthdate=%s&_elements=name,birthDate&_pretty=true"
+  curl -s -H "Authorization: Bearer %s" "%s/Observation?patient=%s&category=vital-signs&_sort=-date&_count=5&_pretty=true"
+  curl -s -H "Authorization: Bearer %s" "%s/Patient/%s/\$everything?_count=20"
   curl -s -H "Authorization: Bearer %s" "%s/Patient/%s/_history"
   curl -s "%s/metadata" | head -c 300
 
@@ -103,7 +118,7 @@ Use the CLI on this store meanwhile:
   go run ./cmd/ehrvault token list --data %s
 
 Press Ctrl-C to stop.
-`, kept, dir, url, tok, tok, url, tok, url, first, url, pass, dir)
+`, kept, dir, url, tok, tok, url, tok, url, neturl.QueryEscape(family), year, tok, url, first, tok, url, first, tok, url, first, url, pass, dir)
 	})
 }
 
