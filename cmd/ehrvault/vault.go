@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
@@ -29,6 +30,9 @@ const keyCacheSize = 10000
 // argon2id parameters. It exists so that the CLI tests run fast; never set
 // it for real data.
 const insecureKDFEnv = "EHRVAULT_INSECURE_TEST_KDF"
+
+// cacheEnv sizes the database's write cache, in MiB (docs/OPERATIONS.md).
+const cacheEnv = "EHRVAULT_CACHE_MIB"
 
 // vault is an unsealed data directory with the parts built on it.
 type vault struct {
@@ -137,6 +141,9 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 	}
 	v := &vault{dir: dir, kp: kp}
 	opts := sqlite.Options{}
+	if n, err := strconv.Atoi(os.Getenv(cacheEnv)); err == nil && n > 0 {
+		opts.CacheMiB = n
+	}
 	if acc == writerAccess {
 		if v.lock, err = lockDir(dir); err != nil {
 			v.Close()

@@ -647,7 +647,7 @@ func (e *Engine) Everything(ctx context.Context, id string, params url.Values, r
 		case "_count":
 			n, err := parseCount(vals)
 			if err != nil {
-				return nil, err
+				return nil, qerr(err)
 			}
 			count = n
 			used[name] = vals
@@ -720,14 +720,6 @@ func (e *Engine) Everything(ctx context.Context, id string, params url.Values, r
 	}
 	res.Included, res.Warnings = included, warnings
 	return res, nil
-}
-
-func parseCount(vals []string) (int, error) {
-	q := &Query{}
-	if err := (&Indexer{}).parseResult(q, nil, "_count", vals); err != nil {
-		return 0, qerr(err)
-	}
-	return q.Count, nil
 }
 
 func splitComma(s string) []string {

@@ -241,13 +241,9 @@ func (ix *Indexer) parseResult(out *Query, tt *typeTable, name string, vals []st
 	case "_contained", "_containedType":
 		return &QueryError{Param: name, Err: errors.New(notSupported[name])}
 	case "_count":
-		v, err := one()
+		n, err := parseCount(vals)
 		if err != nil {
 			return err
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return &QueryError{Param: name, Err: ErrCount}
 		}
 		out.Count = n
 	case "_summary":
@@ -324,6 +320,18 @@ func (ix *Indexer) parseResult(out *Query, tt *typeTable, name string, vals []st
 		}
 	}
 	return nil
+}
+
+// parseCount parses _count: one non-negative integer.
+func parseCount(vals []string) (int, error) {
+	if len(vals) != 1 {
+		return 0, &QueryError{Param: "_count", Err: ErrRepeated}
+	}
+	n, err := strconv.Atoi(vals[0])
+	if err != nil || n < 0 {
+		return 0, &QueryError{Param: "_count", Err: ErrCount}
+	}
+	return n, nil
 }
 
 // parseInclude parses one _include or _revinclude value.
