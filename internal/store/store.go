@@ -258,3 +258,49 @@ type Hit struct {
 	ID   string
 	Sort []float64
 }
+
+// AuthObject is one record of the identity layer: a user, a factor, a
+// session, an app, a device, a refresh token. Its owner package seals
+// Data; the store sees only the kind, the ids, a keyed hash to find it by
+// and its expiry.
+type AuthObject struct {
+	Kind    string    // what it is: "user", "session", ...
+	ID      string    // random public id, unique within Kind
+	Lookup  []byte    // optional keyed hash to find it by (a user name, a token); unique within Kind when set
+	Parent  string    // optional id of the object it belongs to (a session's user), to list and delete together
+	Data    []byte    // sealed by the caller
+	Version int64     // 1 when created, one more on every update
+	Expires time.Time // zero: never; PurgeAuthObjects deletes it once past
+}
+
+// AuthObjects keeps the identity layer's records. A backend implements it
+// beside Store. Updates are compare-and-swap on Version, so that two
+// servers (or two requests) that both saw a one-time code or a refresh
+// token cannot both use it.
+type AuthObjects interface {
+	// CreateAuthObject stores a new object with Version 1 (o.Version is
+	// ignored); ErrExists if its id, or its lookup, is taken in its kind.
+	CreateAuthObject(ctx context.Context, o AuthObject) error
+	// UpdateAuthObject replaces the Lookup, Parent, Data and Expires of
+	// the object of o.Kind and o.ID if its stored Version is o.Version,
+	// and returns the new Version; ErrConflict if the stored version is
+	// another, ErrNotFound if there is no such object, ErrExists if the
+	// new lookup is another object's.
+	UpdateAuthObject(ctx context.Context, o AuthObject) (int64, error)
+	// AuthObject returns one object; ErrNotFound if none.
+	AuthObject(ctx context.Context, kind, id string) (*AuthObject, error)
+	// AuthObjectByLookup returns the object of kind with this lookup;
+	// ErrNotFound if none.
+	AuthObjectByLookup(ctx context.Context, kind string, lookup []byte) (*AuthObject, error)
+	// AuthObjects lists the objects of kind whose Parent is parent (every
+	// object of kind if parent is ""), in ID order.
+	AuthObjects(ctx context.Context, kind, parent string) ([]AuthObject, error)
+	// DeleteAuthObject deletes one object; ErrNotFound if none.
+	DeleteAuthObject(ctx context.Context, kind, id string) error
+	// DeleteAuthObjects deletes the objects of kind whose Parent is
+	// parent (which must not be "") and returns how many there were.
+	DeleteAuthObjects(ctx context.Context, kind, parent string) (int, error)
+	// PurgeAuthObjects deletes every object whose Expires is set and not
+	// after before, and returns how many there were.
+	PurgeAuthObjects(ctx context.Context, before time.Time) (int, error)
+}

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentStaleWrites", r.testConcurrentStaleWrites},
 		{"KeyStore", r.testKeyStore},
 		{"AuthTokens", r.testAuthTokens},
+		{"AuthObjects", r.testAuthObjects},
 		{"Context", r.testContext},
 		{"Closed", r.testClosed},
 	}
@@ -64,13 +65,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	if r.authTokens.Load() {
 		ran = "store.AuthTokens: checked"
 	}
+	if r.authObjects.Load() {
+		ran += "; store.AuthObjects: checked"
+	} else {
+		ran += "; store.AuthObjects: not implemented, not checked"
+	}
 
 	t.Logf("storetest: optional interfaces: %s", ran)
 }
 
 type runner struct {
-	open       func(t *testing.T) store.Store
-	authTokens atomic.Bool
+	open        func(t *testing.T) store.Store
+	authTokens  atomic.Bool
+	authObjects atomic.Bool
 }
 
 // newStore opens a new, empty store that is closed when t ends.
