@@ -44,12 +44,6 @@ const MaxTTL = 366 * 24 * time.Hour
 // token; the API answers 401 and says no more.
 var ErrUnauthenticated = errors.New("auth: not authenticated")
 
-// Principal is who a request acts for.
-type Principal struct {
-	Kind  string // "operator-token"
-	ID    string // the token's public id
-	Label string
-}
 
 // CacheTTL is how long a verified token is remembered before the store is
 // asked again: the longest a revocation by another process takes to bite.
@@ -152,7 +146,7 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 	if subtle.ConstantTimeCompare(rec.Hash, d) != 1 || rec.Revoked || !now.Before(rec.Expires) {
 		return nil, ErrUnauthenticated
 	}
-	p := &Principal{Kind: "operator-token", ID: rec.ID, Label: rec.Label}
+	p := &Principal{Kind: KindOperator, ID: rec.ID, Label: rec.Label}
 	until := now.Add(CacheTTL)
 	if rec.Expires.Before(until) {
 		until = rec.Expires

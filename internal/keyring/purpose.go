@@ -22,6 +22,8 @@ const (
 	PurposeAuditSeal  = "audit-seal"  // XChaCha20-Poly1305 key of audit entries
 	PurposeAuditIndex = "audit-index" // keyed hashes in and over audit entries
 	PurposeSearchPage = "search-page" // XChaCha20-Poly1305 key of search page cursors
+	PurposeAuthSeal   = "auth-seal"   // XChaCha20-Poly1305 key of the identity layer's records (store.AuthObjects)
+	PurposeAuthLookup = "auth-lookup" // keyed hashes by which identity records are found (user names, tokens)
 )
 
 // Sealer seals small records under a key derived from the KEK for one
