@@ -200,6 +200,7 @@ func (r *Clients) Add(ctx context.Context, c Client) (*Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	c.Scopes = MustParseScopes(strings.Join(c.Scopes, " ")).Strings() // v2 form, no duplicates
 	prefix := map[string]string{ClientApp: "app_", ClientService: "svc_", ClientDevice: "dev_"}[c.Kind]
 	var b [8]byte
 	rand.Read(b[:])
