@@ -135,7 +135,7 @@ func (e *events) has(action, outcome string) bool {
 }
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	now  time.Time
 	mu   sync.Mutex
 	srv  *Server
@@ -161,7 +161,7 @@ func (e *env) advance(d time.Duration) {
 	e.mu.Unlock()
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()

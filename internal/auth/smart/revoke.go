@@ -21,7 +21,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	operator := s.cfg.Operator != nil && s.cfg.Operator(r)
 	if !operator {
-		c, err := s.authenticateClient(ctx, f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
+		c, err := s.authenticateClient(ctx, s.cfg.Issuer+PathIntrospect, f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
 		if err == nil && c.Kind != ClientService {
 			err = oauthErr(401, "invalid_client", "only backend services and the operator may introspect")
 		}
@@ -102,7 +102,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	c, err := s.authenticateClient(ctx, f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
+	c, err := s.authenticateClient(ctx, s.cfg.Issuer+PathRevoke, f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
 	if err != nil {
 		s.writeError(w, err)
 		return

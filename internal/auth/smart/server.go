@@ -281,9 +281,6 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		s.log.Error("smart: internal error", "err", err)
 		oe = oauthErr(http.StatusInternalServerError, "server_error", "internal error")
 	}
-	if oe.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer error="`+oe.Code+`"`)
-	}
 	if oe.Code == "invalid_dpop_proof" {
 		w.Header().Set("WWW-Authenticate", `DPoP error="invalid_dpop_proof"`)
 	}

@@ -114,7 +114,7 @@ func (s *Server) token(r *http.Request, ev *Event) (*tokenResponse, error) {
 			return nil, oauthErr(400, "invalid_request", "parameter %s given twice", k)
 		}
 	}
-	client, err := s.authenticateClient(r.Context(), f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
+	client, err := s.authenticateClient(r.Context(), s.tokenURL(), f.Get("client_id"), f.Get("client_assertion_type"), f.Get("client_assertion"))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,10 @@ func dpopReason(err error) string {
 
 // authenticateClient finds the client and, for one with keys, checks its
 // assertion (RFC 7523, SMART Backend Services).
-func (s *Server) authenticateClient(ctx context.Context, clientID, aType, assertion string) (*Client, error) {
+//
+// The assertion's aud must be the token endpoint; at the introspection and
+// revocation endpoints their own URL (endpoint) is accepted as well.
+func (s *Server) authenticateClient(ctx context.Context, endpoint, clientID, aType, assertion string) (*Client, error) {
 	if assertion == "" {
 		if clientID == "" {
 			return nil, oauthErr(401, "invalid_client", "client_id or client_assertion is required")
@@ -227,7 +230,7 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, aType, assert
 	switch {
 	case claims.Issuer != c.ID || claims.Subject != c.ID:
 		return nil, oauthErr(401, "invalid_client", "client_assertion: iss and sub must be the client_id")
-	case !slices.Contains([]string(claims.Audience), s.tokenURL()):
+	case !slices.Contains([]string(claims.Audience), s.tokenURL()) && !slices.Contains([]string(claims.Audience), endpoint):
 		return nil, oauthErr(401, "invalid_client", "client_assertion: aud must be the token endpoint %s", s.tokenURL())
 	case claims.Expiry == nil:
 		return nil, oauthErr(401, "invalid_client", "client_assertion: exp is required")
