@@ -179,3 +179,20 @@ func swapKey(k, other *dpoptest.Key, now time.Time) string {
 	parts := strings.Split(good, ".")
 	return header(other, "ES256") + "." + parts[1] + "." + parts[2]
 }
+
+func FuzzVerify(f *testing.F) {
+	k := dpoptest.NewKey()
+	f.Add(k.Proof("GET", fhirURL, "", t0), "GET", fhirURL)
+	f.Add("e30.e30.", "POST", "https://x/")
+	f.Fuzz(func(t *testing.T, proof, method, url string) {
+		now := t0
+		v := newVerifier(&now)
+		p, err := v.Verify(proof, method, url, "")
+		if err == nil && p.JKT == "" {
+			t.Fatalf("accepted a proof without a thumbprint")
+		}
+		if err != nil && !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("error %v does not wrap ErrInvalidProof", err)
+		}
+	})
+}

@@ -104,3 +104,21 @@ func TestGrant(t *testing.T) {
 		}
 	}
 }
+
+func TestHandles(t *testing.T) {
+	for h, want := range map[string]bool{
+		"DPoP " + AccessTokenPrefix + "x":   true,
+		"dpop anything":                     true,
+		"Bearer " + AccessTokenPrefix + "x": true,
+		"Bearer ehv_operator":               false,
+		"":                                  false,
+	} {
+		r := fhirReq("GET", "/fhir/Patient", "", "", "")
+		if h != "" {
+			r.Header.Set("Authorization", h)
+		}
+		if got := Handles(r); got != want {
+			t.Errorf("Handles(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
