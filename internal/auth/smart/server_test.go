@@ -641,3 +641,32 @@ func TestConfiguration(t *testing.T) {
 		t.Errorf("smart-configuration = %v", doc)
 	}
 }
+
+// TestConcurrentRedemption: of two simultaneous uses of one code, or of
+// one refresh token, at most one gets tokens.
+func TestConcurrentRedemption(t *testing.T) {
+	e := newEnv(t)
+	code, verifier := e.code()
+	a := e.userTokens()
+	for name, form := range map[string]url.Values{
+		"code":    {"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {appCB}, "code_verifier": {verifier}, "client_id": {e.app.ID}},
+		"refresh": {"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}, "client_id": {e.app.ID}},
+	} {
+		results := make(chan int, 4)
+		for i := 0; i < 4; i++ {
+			go func() {
+				h := http.Header{"Dpop": {e.dkey.Proof("POST", issuer+PathToken, "", e.clock())}}
+				results <- e.do("POST", PathToken, form, h).Code
+			}()
+		}
+		ok := 0
+		for i := 0; i < 4; i++ {
+			if <-results == 200 {
+				ok++
+			}
+		}
+		if ok > 1 {
+			t.Errorf("%s: %d concurrent redemptions succeeded, want at most 1", name, ok)
+		}
+	}
+}
