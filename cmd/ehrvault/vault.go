@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/search"
@@ -45,6 +46,7 @@ type vault struct {
 	search  *search.Engine
 	records *records.Service
 	tokens  *auth.Tokens
+	devices *devices.Registry // enrolled endpoints
 	akeys   *auditKeys
 	audit   *audit.Log
 }
@@ -185,6 +187,10 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		return nil, err
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
+	if v.devices, err = openDevices(ctx, v.keys, v.db); err != nil {
+		v.Close()
+		return nil, err
+	}
 	if v.akeys, err = loadAuditKeys(ctx, v.keys, kp); err != nil {
 		v.Close()
 		return nil, err
