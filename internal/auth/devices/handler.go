@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -94,6 +95,10 @@ type HandlerConfig struct {
 	Recorder Recorder
 	// Log gets store failures (ids only); nil discards.
 	Log *slog.Logger
+	// Source returns the address a request came from, for the record
+	// (default: the host of r.RemoteAddr; give edge's Proxies.Source
+	// behind a trusted proxy).
+	Source func(r *http.Request) string
 }
 
 type handler struct {
@@ -142,7 +147,13 @@ func (h *handler) record(r *http.Request, e Event) {
 	if h.Recorder == nil {
 		return
 	}
-	e.Source = r.RemoteAddr
+	if h.Source != nil {
+		e.Source = h.Source(r)
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		e.Source = host
+	} else {
+		e.Source = r.RemoteAddr
+	}
 	if err := h.Recorder.Record(r.Context(), e); err != nil {
 		h.Log.Error("record device event", "action", e.Action, "err", err)
 	}
