@@ -193,8 +193,8 @@ func TestAllowlist(t *testing.T) {
 		{nurse, "203.0.113.9:1", true}, // no rule for nurses
 		{lab, "198.51.100.7:9", true},
 		{lab, "198.51.100.8:9", false},
-		{clinApp, "[fd00::1]:1", false},      // the client rule fails
-		{clinApp, "198.51.100.7:1", false},   // the role rule fails
+		{clinApp, "[fd00::1]:1", false},    // the client rule fails
+		{clinApp, "198.51.100.7:1", false}, // the role rule fails
 		{nil, "203.0.113.9:1", true},
 	}
 	for _, tt := range tests {
@@ -233,8 +233,8 @@ func TestProxiesSource(t *testing.T) {
 		return p.Source(r).String()
 	}
 	tests := []struct{ remote, xff, want string }{
-		{"203.0.113.5:1", "1.2.3.4", "203.0.113.5"},          // not a proxy: header ignored
-		{"10.0.0.2:1", "1.2.3.4", "1.2.3.4"},                 // a proxy
+		{"203.0.113.5:1", "1.2.3.4", "203.0.113.5"},             // not a proxy: header ignored
+		{"10.0.0.2:1", "1.2.3.4", "1.2.3.4"},                    // a proxy
 		{"10.0.0.2:1", "6.6.6.6, 1.2.3.4, 10.0.0.3", "1.2.3.4"}, // forged first hop ignored
 		{"[::1]:1", "2001:db8::9", "2001:db8::9"},
 		{"10.0.0.2:1", "not-an-ip", "10.0.0.2"},

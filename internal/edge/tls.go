@@ -49,7 +49,7 @@ import (
 
 // Files of the self-signed certificate in the data directory.
 const (
-	CertFile = "tls-cert.pem"      // the certificate, PEM (not secret)
+	CertFile = "tls-cert.pem"   // the certificate, PEM (not secret)
 	KeyFile  = "tls-key.sealed" // the private key, PKCS #8, sealed, PEM-armoured
 )
 
