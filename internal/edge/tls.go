@@ -240,7 +240,8 @@ var cipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// ServerConfig returns the server's TLS configuration for cert. If
+// ServerConfig returns the server's TLS configuration for cert, for
+// http.Server.TLSConfig and ServeTLS(ln, "", ""). If
 // clientCAFile is set (--tls-client-ca, PEM), clients may present a
 // certificate, which must then verify against those CAs (a client without
 // one still connects; ClientCert tells the handlers which did).
@@ -249,7 +250,7 @@ func ServerConfig(cert tls.Certificate, clientCAFile string) (*tls.Config, error
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
+		// NextProtos is left to http.Server.ServeTLS, which adds h2.
 	}
 	if clientCAFile != "" {
 		b, err := os.ReadFile(clientCAFile)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -248,5 +249,43 @@ func TestPlainHTTP(t *testing.T) {
 	_, err := PlainHTTP("0.0.0.0:8080", true)
 	if !errors.Is(err, ErrPlainHTTP) || !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("PlainHTTP(0.0.0.0) error = %v, want ErrPlainHTTP saying what to use", err)
+	}
+}
+
+// TestServeTLS serves as cmd/ehrvault will: http.Server with ServerConfig
+// and ServeTLS on a loopback listener; HTTP/2 and HTTP/1.1 both work.
+func TestServeTLS(t *testing.T) {
+	cert, err := GenerateSelfSigned(t.TempDir(), newSealer(), DefaultHosts(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ServerConfig(cert, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) })), TLSConfig: cfg}
+	go srv.ServeTLS(ln, "", "")
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	for _, h2 := range []bool{true, false} {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}}
+		resp, err := c.Get("https://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatalf("GET (h2 %v): %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "HTTP/1.1"
+		if h2 {
+			want = "HTTP/2.0"
+		}
+		if string(b) != want || resp.Header.Get("Strict-Transport-Security") != HSTS {
+			t.Errorf("GET (h2 %v) = %q, HSTS %q; want %s with HSTS", h2, b, resp.Header.Get("Strict-Transport-Security"), want)
+		}
 	}
 }
