@@ -52,6 +52,7 @@ func commands() []command {
 		{"import", "load files and folders of FHIR JSON (Bundles, NDJSON, resources)", runImport},
 		{"token", "create, list and revoke API bearer tokens", runToken},
 		{"client", "register SMART apps, backend services and medical devices", runClient},
+		{"device", "enrollment codes; list, approve and revoke enrolled devices", runDevice},
 		{"audit", "verify the audit log, prove entries, report, witness", runAudit},
 		{"demo", "start a throw-away server with synthetic demo patients", runDemo},
 		{"synth", "write synthetic patients as FHIR transaction Bundles", runSynth},

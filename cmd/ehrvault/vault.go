@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
@@ -46,7 +47,8 @@ type vault struct {
 	search  *search.Engine
 	records *records.Service
 	tokens  *auth.Tokens
-	clients *smart.Clients // SMART apps, services, devices
+	clients *smart.Clients    // SMART apps, services, devices
+	devices *devices.Registry // enrolled endpoints
 	akeys   *auditKeys
 	audit   *audit.Log
 }
@@ -188,6 +190,10 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
 	if v.clients, err = openClients(ctx, v.keys, v.db); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if v.devices, err = openDevices(ctx, v.keys, v.db); err != nil {
 		v.Close()
 		return nil, err
 	}
