@@ -175,7 +175,7 @@ func (s *Service) webauthnRegisterFinish(w http.ResponseWriter, r *http.Request)
 		jsonError(w, http.StatusConflict, "conflict", "the session changed; reload the page")
 		return
 	}
-	setSession(w, secret, time.Until(s.deadline(ss)))
+	setSession(w, secret, s.deadline(ss).Sub(s.now()))
 	next := "/auth/enroll"
 	if ss.Stage == stageFull {
 		next = "/auth/"
