@@ -51,6 +51,7 @@ func commands() []command {
 		{"serve", "serve the FHIR R4 API", runServe},
 		{"import", "load files and folders of FHIR JSON (Bundles, NDJSON, resources)", runImport},
 		{"token", "create, list and revoke API bearer tokens", runToken},
+		{"user", "add, list, disable, enable, set-role and reset-mfa people", runUser},
 		{"audit", "verify the audit log, prove entries, report, witness", runAudit},
 		{"demo", "start a throw-away server with synthetic demo patients", runDemo},
 		{"synth", "write synthetic patients as FHIR transaction Bundles", runSynth},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/users"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/search"
@@ -45,6 +46,7 @@ type vault struct {
 	search  *search.Engine
 	records *records.Service
 	tokens  *auth.Tokens
+	users   *users.Service // people: passwords, MFA, sessions (user.go)
 	akeys   *auditKeys
 	audit   *audit.Log
 }
@@ -185,6 +187,10 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		return nil, err
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
+	if v.users, err = newUsers(ctx, v.keys, v.db, nil, log); err != nil {
+		v.Close()
+		return nil, err
+	}
 	if v.akeys, err = loadAuditKeys(ctx, v.keys, kp); err != nil {
 		v.Close()
 		return nil, err

@@ -57,6 +57,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -186,7 +187,7 @@ type Service struct {
 	source   func(r *http.Request) string
 	wa       *webauthn.WebAuthn // nil without a relying party
 	throttle *throttle
-	dummy    string // a hash to verify against for unknown users
+	dummy    func() string // a hash to verify against for unknown users
 }
 
 // New returns a Service.
@@ -238,7 +239,7 @@ func New(cfg Config) (*Service, error) {
 		s.wa = wa
 	}
 	s.throttle = newThrottle(s.now)
-	s.dummy = hashPassword("not a password: equalises the time of unknown users", s.hash)
+	s.dummy = sync.OnceValue(func() string { return hashPassword("not a password: equalises the time of unknown users", s.hash) })
 	return s, nil
 }
 
@@ -722,7 +723,7 @@ func (s *Service) SetPassword(ctx context.Context, id, password string) error {
 // dummy hash when u is nil or has none, so that unknown names take as
 // long as known ones.
 func (s *Service) checkPassword(u *user, password string) bool {
-	phc := s.dummy
+	phc := s.dummy()
 	if u != nil && len(u.Password) > 0 {
 		b, err := s.sealer.Open(u.Password, []byte("pwd/"+u.ID))
 		if err != nil {
