@@ -17,9 +17,10 @@ import (
 	"github.com/ehrvault/ehrvault/internal/store"
 )
 
-// newUsers builds the users service on a vault's store and keys; rec
-// takes its security events (nil: the caller audits).
-func newUsers(ctx context.Context, keys *keyring.Keyring, s store.AuthObjects, rec users.Recorder, log *slog.Logger) (*users.Service, error) {
+// newUsers builds the users service on a vault's store and keys; cfg
+// gives the rest (Recorder, BaseURL, time-outs; zero: the CLI's, which
+// audits for itself).
+func newUsers(ctx context.Context, keys *keyring.Keyring, s store.AuthObjects, cfg users.Config) (*users.Service, error) {
 	sealer, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
 	if err != nil {
 		return nil, err
@@ -28,7 +29,8 @@ func newUsers(ctx context.Context, keys *keyring.Keyring, s store.AuthObjects, r
 	if err != nil {
 		return nil, err
 	}
-	return users.New(users.Config{Store: s, Sealer: sealer, MAC: mac, Recorder: rec, Log: log})
+	cfg.Store, cfg.Sealer, cfg.MAC = s, sealer, mac
+	return users.New(cfg)
 }
 
 // auditRecorder records the users service's events in the audit log (for

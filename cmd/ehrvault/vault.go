@@ -187,7 +187,7 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		return nil, err
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
-	if v.users, err = newUsers(ctx, v.keys, v.db, nil, log); err != nil {
+	if v.users, err = newUsers(ctx, v.keys, v.db, users.Config{Log: log}); err != nil {
 		v.Close()
 		return nil, err
 	}

@@ -53,6 +53,8 @@ type page struct {
 //	POST /auth/enroll               one enrollment step (field "step")
 //	GET  /auth/stepup?next=/path    re-ask a second factor
 //	POST /auth/stepup               TOTP or recovery code
+//	GET  /auth/password             change the password (#password #new-password #new-password2)
+//	POST /auth/password             needs a second factor within 5 minutes; ends every session
 //	POST /auth/logout               end the session
 //	POST /auth/webauthn/register/begin|finish   JSON: WebAuthn registration
 //	POST /auth/webauthn/login/begin|finish      JSON: WebAuthn as second factor or step-up
@@ -68,6 +70,8 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /auth/stepup", s.serveStepUp)
 	mux.HandleFunc("POST /auth/stepup", s.postStepUp)
 	mux.HandleFunc("POST /auth/logout", s.postLogout)
+	mux.HandleFunc("GET /auth/password", s.servePassword)
+	mux.HandleFunc("POST /auth/password", s.postPassword)
 	mux.HandleFunc("POST /auth/webauthn/register/begin", s.webauthnRegisterBegin)
 	mux.HandleFunc("POST /auth/webauthn/register/finish", s.webauthnRegisterFinish)
 	mux.HandleFunc("POST /auth/webauthn/login/begin", s.webauthnLoginBegin)
@@ -479,4 +483,66 @@ func (s *Service) saveAndRedirect(w http.ResponseWriter, r *http.Request, ss *se
 	}
 	setSession(w, secret, pendingTTL)
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// recentSession returns the full session that sent r with a second factor
+// within stepUpRecent, or redirects to login or step-up and returns nil.
+func (s *Service) recentSession(w http.ResponseWriter, r *http.Request, here string) (*session, *user) {
+	ss, u, err := s.current(r)
+	if err != nil || ss.Stage != stageFull {
+		http.Redirect(w, r, s.LoginURL(here), http.StatusSeeOther)
+		return nil, nil
+	}
+	if !principal(ss, u).FactorSince("", s.now().Add(-stepUpRecent)) {
+		http.Redirect(w, r, "/auth/stepup?next="+url.QueryEscape(here), http.StatusSeeOther)
+		return nil, nil
+	}
+	return ss, u
+}
+
+func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
+	if ss, u := s.recentSession(w, r, "/auth/password"); ss != nil {
+		s.render(w, r, http.StatusOK, "password", page{Title: "Change your password", User: u.Name})
+	}
+}
+
+// postPassword changes the password: the current one again (throttled
+// like a login), then the new one twice. Every session of the user ends,
+// this one too: the person logs in again.
+func (s *Service) postPassword(w http.ResponseWriter, r *http.Request) {
+	ss, u := s.recentSession(w, r, "/auth/password")
+	if ss == nil {
+		return
+	}
+	ctx := r.Context()
+	src := s.source(r)
+	p := page{Title: "Change your password", User: u.Name}
+	if !checkCSRF(r) {
+		p.Error = "The form expired. Please try again."
+		s.render(w, r, http.StatusForbidden, "password", p)
+		return
+	}
+	if err := s.throttled(ctx, ActionPassword, u.ID, u.Name, src); err != nil {
+		s.fail(w, r, "password", p, err)
+		return
+	}
+	if !s.checkPassword(u, r.PostFormValue("password")) {
+		s.throttle.fail(s.accountKey(u.Name), sourceKey(src))
+		s.record(ctx, Event{Action: ActionPassword, Outcome: OutcomeFailure, User: u.ID, Session: ss.ID, Source: src})
+		p.Error = "The current password is wrong."
+		s.fail(w, r, "password", p, errCode)
+		return
+	}
+	pw := r.PostFormValue("new-password")
+	if pw != r.PostFormValue("new-password2") {
+		p.Error = "The two new passwords differ."
+		s.render(w, r, http.StatusBadRequest, "password", p)
+		return
+	}
+	if err := s.SetPassword(ctx, u.ID, pw); err != nil {
+		s.fail(w, r, "password", p, err)
+		return
+	}
+	clearSession(w)
+	http.Redirect(w, r, "/auth/login", http.StatusSeeOther)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/ehrvault/ehrvault/internal/auth"
 )
 
-func TestCheckPassword(t *testing.T) {
+func TestUserCheckPassword(t *testing.T) {
 	tests := []struct {
 		pw      string
 		context []string
@@ -61,7 +61,7 @@ func TestCheckPassword(t *testing.T) {
 	}
 }
 
-func TestHashPassword(t *testing.T) {
+func TestUserHashPassword(t *testing.T) {
 	phc := hashPassword("purple elephants dance", TestHashParams)
 	if !strings.HasPrefix(phc, "$argon2id$v=19$m=64,t=1,p=1$") {
 		t.Fatalf("hashPassword = %q, want a PHC argon2id string with its parameters", phc)
@@ -89,7 +89,7 @@ func TestHashPassword(t *testing.T) {
 
 // The stored record never holds the argon2 hash in clear: not in the raw
 // bytes, and not even in the opened user record, where it is sealed again.
-func TestPasswordHashWrapped(t *testing.T) {
+func TestUserPasswordHashWrapped(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "alice", auth.RoleClinician)
@@ -124,7 +124,7 @@ func TestPasswordHashWrapped(t *testing.T) {
 	}
 }
 
-func TestTOTP(t *testing.T) {
+func TestUserTOTP(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "bob", auth.RoleNurse)
@@ -164,7 +164,7 @@ func TestTOTP(t *testing.T) {
 }
 
 // Two requests racing with one code: only one wins.
-func TestTOTPConcurrentUse(t *testing.T) {
+func TestUserTOTPConcurrentUse(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "carol", auth.RoleNurse)
@@ -190,7 +190,7 @@ func TestTOTPConcurrentUse(t *testing.T) {
 	}
 }
 
-func TestRecoveryCodeOnce(t *testing.T) {
+func TestUserRecoveryCodeOnce(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "dave", auth.RoleBilling)
@@ -215,7 +215,7 @@ func TestRecoveryCodeOnce(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
+func TestUserThrottle(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "erin", auth.RoleClinician)
@@ -264,7 +264,7 @@ func TestThrottle(t *testing.T) {
 
 // One account attacked from many addresses stays throttled; one address
 // trying many accounts is throttled too.
-func TestThrottleAcrossAddresses(t *testing.T) {
+func TestUserThrottleAcrossAddresses(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "frank", auth.RoleClinician)
@@ -287,7 +287,7 @@ func TestThrottleAcrossAddresses(t *testing.T) {
 	}
 }
 
-func TestThrottleBounded(t *testing.T) {
+func TestUserThrottleBounded(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
 	th := newThrottle(c.Now)
 	for i := 0; i < throttleMax+10; i++ {
@@ -301,7 +301,7 @@ func TestThrottleBounded(t *testing.T) {
 	}
 }
 
-func TestSessionTimeouts(t *testing.T) {
+func TestUserSessionTimeouts(t *testing.T) {
 	e := newEnv(t)
 	h := e.svc.Handler()
 	a := e.enroll(t, "heidi", auth.RoleClinician)
@@ -364,7 +364,7 @@ func TestSessionTimeouts(t *testing.T) {
 }
 
 // Alive ignores idleness: tokens issued from a session outlive it.
-func TestAliveIgnoresIdle(t *testing.T) {
+func TestUserAliveIgnoresIdle(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "ivan", auth.RoleClinician)
 	_, p, err := e.svc.Login(context.Background(), a.name, a.password, auth.FactorTOTP, e.code(t, a, 0), "192.0.2.9")
@@ -380,7 +380,7 @@ func TestAliveIgnoresIdle(t *testing.T) {
 	}
 }
 
-func TestEpochKillsSessions(t *testing.T) {
+func TestUserEpochKillsSessions(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
@@ -429,7 +429,7 @@ func TestEpochKillsSessions(t *testing.T) {
 }
 
 // A disabled user cannot log in, and enabled again can.
-func TestDisabledLogin(t *testing.T) {
+func TestUserDisabledLogin(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.enroll(t, "ken", auth.RoleClinician)
@@ -443,7 +443,7 @@ func TestDisabledLogin(t *testing.T) {
 	}
 }
 
-func TestEnrollmentCode(t *testing.T) {
+func TestUserEnrollmentCode(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	en, err := e.svc.Add(ctx, "Laura", "Dr Laura", auth.RoleClinician)
@@ -488,7 +488,7 @@ func TestEnrollmentCode(t *testing.T) {
 
 // The whole enrollment in pages: code, password, TOTP, recovery codes;
 // then the session sees data, and a recovery code logs in.
-func TestEnrollPages(t *testing.T) {
+func TestUserEnrollPages(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	en, _ := e.svc.Add(ctx, "mike", "", auth.RoleClinician)
@@ -549,7 +549,7 @@ func TestEnrollPages(t *testing.T) {
 	}
 }
 
-func TestLoginNeedsSecondFactor(t *testing.T) {
+func TestUserLoginNeedsSecondFactor(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "nina", auth.RoleClinician)
 	b := newBrowser(t, e.svc.Handler())
@@ -579,7 +579,7 @@ func TestLoginNeedsSecondFactor(t *testing.T) {
 	}
 }
 
-func TestCSRF(t *testing.T) {
+func TestUserCSRF(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "pat", auth.RoleClinician)
 	h := e.svc.Handler()
@@ -610,7 +610,7 @@ func TestCSRF(t *testing.T) {
 	}
 }
 
-func TestOpenRedirect(t *testing.T) {
+func TestUserOpenRedirect(t *testing.T) {
 	for _, tc := range []struct {
 		next string
 		ok   bool
@@ -652,7 +652,7 @@ func TestOpenRedirect(t *testing.T) {
 	}
 }
 
-func TestStepUp(t *testing.T) {
+func TestUserStepUp(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "rita", auth.RoleClinician)
 	b := newBrowser(t, e.svc.Handler())
@@ -678,7 +678,7 @@ func TestStepUp(t *testing.T) {
 	}
 }
 
-func TestLogout(t *testing.T) {
+func TestUserLogout(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "sam", auth.RoleClinician)
 	b := newBrowser(t, e.svc.Handler())
@@ -697,7 +697,7 @@ func TestLogout(t *testing.T) {
 	}
 }
 
-func TestCookieAttributes(t *testing.T) {
+func TestUserCookieAttributes(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "tina", auth.RoleClinician)
 	b := newBrowser(t, e.svc.Handler())
@@ -720,7 +720,7 @@ func TestCookieAttributes(t *testing.T) {
 	}
 }
 
-func TestAdminAPI(t *testing.T) {
+func TestUserAdminAPI(t *testing.T) {
 	e := newEnv(t)
 	var who *auth.Principal
 	h := e.svc.AdminHandler(func(r *http.Request) (*auth.Principal, error) {
@@ -793,5 +793,41 @@ func TestAdminAPI(t *testing.T) {
 	who = &auth.Principal{Kind: auth.KindUser, ID: id, User: id, Role: auth.RoleAdmin, Factors: []auth.Factor{{Method: auth.FactorTOTP, At: now}}}
 	if code, _ := call("POST", "/admin/users/"+id+"/disable", ""); code != 400 {
 		t.Errorf("admin disabling themself: %d, want 400", code)
+	}
+}
+
+func TestUserChangePassword(t *testing.T) {
+	e := newEnv(t)
+	a := e.enroll(t, "zoe", auth.RoleClinician)
+	b := newBrowser(t, e.svc.Handler())
+	b.login(e, a, "")
+	e.clock.Add(6 * time.Minute)
+	// Past 5 minutes, the page asks for a step-up first.
+	if w := b.get("/auth/password"); w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "/auth/stepup?next=") {
+		t.Fatalf("GET /auth/password 6 min after login: %d %q, want a redirect to step-up", w.Code, w.Header().Get("Location"))
+	}
+	b.post("/auth/stepup", url.Values{"method": {"totp"}, "code": {e.code(t, a, 0)}})
+	if w := b.get("/auth/password"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `id="new-password"`) {
+		t.Fatalf("GET /auth/password after step-up: %d", w.Code)
+	}
+	p, _ := e.svc.Session(b.request())
+	np := "an owl in the attic at night"
+	if w := b.post("/auth/password", url.Values{"password": {"not my password at all"}, "new-password": {np}, "new-password2": {np}}); w.Code != http.StatusUnauthorized {
+		t.Errorf("wrong current password: %d, want 401", w.Code)
+	}
+	if w := b.post("/auth/password", url.Values{"password": {a.password}, "new-password": {"zoe-zoe-zoe-1"}, "new-password2": {"zoe-zoe-zoe-1"}}); w.Code != http.StatusBadRequest {
+		t.Errorf("new password built from the user name: %d, want 400", w.Code)
+	}
+	if w := b.post("/auth/password", url.Values{"password": {a.password}, "new-password": {np}, "new-password2": {np}}); w.Code != http.StatusSeeOther {
+		t.Fatalf("change: %d %s", w.Code, w.Body)
+	}
+	if e.svc.Alive(context.Background(), p.Session) == nil {
+		t.Errorf("session alive after a password change")
+	}
+	if _, err := e.svc.checkLogin(context.Background(), a.name, a.password, "192.0.2.77"); err == nil {
+		t.Errorf("old password still works")
+	}
+	if _, err := e.svc.checkLogin(context.Background(), a.name, np, "192.0.2.78"); err != nil {
+		t.Errorf("new password: %v", err)
 	}
 }

@@ -115,7 +115,7 @@ func (k *softKey) get(options []byte, userHandle string, key *ecdsa.PrivateKey) 
 
 // Enrollment with a security key only, then login with it; a wrong
 // signature, a replayed answer and another origin fail.
-func TestWebAuthn(t *testing.T) {
+func TestUserWebAuthn(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	en, _ := e.svc.Add(ctx, "walt", "", auth.RoleClinician)
