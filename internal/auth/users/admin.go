@@ -47,7 +47,7 @@ func (s *Service) AdminHandler(authenticate Authenticator) http.Handler {
 			jsonError(w, http.StatusForbidden, "forbidden", "needs an operator token or the admin role")
 			return
 		}
-		r = r.WithContext(withActor(r.Context(), p))
+		r = r.WithContext(context.WithValue(withActor(r.Context(), p), sourceKeyCtx{}, s.source(r)))
 		http.MaxBytesHandler(mux, 16<<10).ServeHTTP(w, r)
 	})
 }

@@ -195,6 +195,25 @@ func hasSecondFactor(fs []auth.Factor) bool {
 	return false
 }
 
+// The Sessions seam of internal/auth/smart, checked here so that a change
+// of either side fails to compile.
+var _ interface {
+	Session(r *http.Request) (*auth.Principal, error)
+	LoginURL(next string) string
+	Alive(ctx context.Context, sessionID string) error
+} = (*Service)(nil)
+
+// StepUpURL is the path of the page that asks a logged-in person for a
+// second factor again and returns the browser to next (a local path
+// only); after it, the session's principal passes
+// FactorSince("", time.Now().Add(-5*time.Minute)).
+func (s *Service) StepUpURL(next string) string {
+	if !localPath(next) {
+		return "/auth/stepup"
+	}
+	return "/auth/stepup?next=" + url.QueryEscape(next)
+}
+
 // LoginURL is the path of the login page that returns the browser to next
 // after login; next is dropped unless it is a local path.
 func (s *Service) LoginURL(next string) string {

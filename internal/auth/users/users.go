@@ -249,12 +249,17 @@ func (s *Service) record(ctx context.Context, e Event) error {
 	if s.rec == nil {
 		return nil
 	}
+	if src, ok := ctx.Value(sourceKeyCtx{}).(string); ok && e.Source == "local" {
+		e.Source = src // an admin API call: where it came from
+	}
 	if err := s.rec.Record(ctx, e); err != nil {
 		s.log.Error("users: record event", "action", e.Action, "err", err)
 		return err
 	}
 	return nil
 }
+
+type sourceKeyCtx struct{}
 
 // user is the sealed record of a person.
 type user struct {

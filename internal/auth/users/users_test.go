@@ -731,6 +731,7 @@ func TestUserAdminAPI(t *testing.T) {
 	})
 	call := func(method, path, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, testBase+path, strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.1:4000"
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		var out map[string]any
@@ -782,6 +783,14 @@ func TestUserAdminAPI(t *testing.T) {
 	}
 	if code, out := call("POST", "/admin/users/"+id+"/reset-mfa", ""); code != 200 || out["enrollment_code"] == nil {
 		t.Errorf("reset-mfa: %d %v", code, out)
+	}
+	if e.events.count(ActionDisable, OutcomeSuccess) != 1 {
+		t.Errorf("%d disable events recorded, want 1", e.events.count(ActionDisable, OutcomeSuccess))
+	}
+	for _, ev := range e.events.list {
+		if ev.Action == ActionDisable && ev.Source != "192.0.2.1" {
+			t.Errorf("disable through the API recorded source %q, want the caller's address", ev.Source)
+		}
 	}
 	if code, _ := call("POST", "/admin/users/usr_nobody/disable", ""); code != 404 {
 		t.Errorf("disable of an unknown user: %d, want 404", code)
