@@ -840,3 +840,29 @@ func TestUserChangePassword(t *testing.T) {
 		t.Errorf("new password: %v", err)
 	}
 }
+
+// Two people racing with one enrollment code: only one gets in.
+func TestUserEnrollmentCodeConcurrentUse(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	en, err := e.svc.Add(ctx, "yara", "", auth.RoleNurse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, errs[i] = e.svc.useEnrollment(ctx, en.Code) })
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d concurrent uses of one enrollment code won, want exactly 1 (%v)", wins, errs)
+	}
+}
