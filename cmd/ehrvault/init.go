@@ -19,6 +19,7 @@ Without it the data cannot be read: keep it, and a backup of ehrvault.key,
 somewhere safe and apart from the database backups.`)
 	var pf passphraseFlags
 	pf.register(fs)
+	admin := fs.String("admin", "admin", "user name of the first administrator, who gets a one-time enrollment code")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +41,9 @@ somewhere safe and apart from the database backups.`)
 	}
 	fmt.Fprintf(c.stdout, "Created an ehrvault store in %s.\n", pf.data)
 	fmt.Fprintf(c.stdout, "Back up %s/%s and keep the passphrase safe: without both, the data is lost.\n", pf.data, keyFileName)
+	if err := c.initAdmin(ctx, pf.data, pass, *admin); err != nil {
+		return err
+	}
 	fmt.Fprintf(c.stdout, "Next: ehrvault import --data %s FILES... ; ehrvault token create --data %s ; ehrvault serve --data %s\n", pf.data, pf.data, pf.data)
 	return nil
 }

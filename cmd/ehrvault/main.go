@@ -53,6 +53,7 @@ func commands() []command {
 		{"token", "create, list and revoke API bearer tokens", runToken},
 		{"client", "register SMART apps, backend services and medical devices", runClient},
 		{"device", "enrollment codes; list, approve and revoke enrolled devices", runDevice},
+		{"user", "add, list, disable, enable, set-role and reset-mfa people", runUser},
 		{"audit", "verify the audit log, prove entries, report, witness", runAudit},
 		{"demo", "start a throw-away server with synthetic demo patients", runDemo},
 		{"synth", "write synthetic patients as FHIR transaction Bundles", runSynth},

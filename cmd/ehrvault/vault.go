@@ -13,6 +13,7 @@ import (
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
+	"github.com/ehrvault/ehrvault/internal/auth/users"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/search"
@@ -49,6 +50,7 @@ type vault struct {
 	tokens  *auth.Tokens
 	clients *smart.Clients    // SMART apps, services, devices
 	devices *devices.Registry // enrolled endpoints
+	users   *users.Service    // people: passwords, MFA, sessions (user.go)
 	akeys   *auditKeys
 	audit   *audit.Log
 }
@@ -194,6 +196,10 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		return nil, err
 	}
 	if v.devices, err = openDevices(ctx, v.keys, v.db); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if v.users, err = newUsers(ctx, v.keys, v.db, users.Config{Log: log}); err != nil {
 		v.Close()
 		return nil, err
 	}
