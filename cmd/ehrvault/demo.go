@@ -10,9 +10,13 @@ import (
 	"net"
 	neturl "net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/edge"
 	"github.com/ehrvault/ehrvault/internal/fhir"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/synth"
@@ -76,6 +80,10 @@ a directory to keep.`)
 	if err != nil {
 		return err
 	}
+	enroll, err := v.users.Add(ctx, "admin", "Demo administrator", auth.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("demo administrator: %w", err)
+	}
 	ln, err := net.Listen("tcp", sf.listen)
 	if errors.Is(err, syscall.EADDRINUSE) && !flagSet(fs, "listen") {
 		// The default port is taken: any free one will do for a demo.
@@ -99,26 +107,42 @@ a directory to keep.`)
 		if *keep != "" {
 			kept = "kept"
 		}
+		origin := strings.TrimSuffix(url, "/fhir")
+		curl := "curl -s"
+		if strings.HasPrefix(url, "https:") {
+			curl = "curl -s --cacert " + filepath.Join(dir, edge.CertFile)
+		}
+		bearer := `-H "Authorization: Bearer ` + tok + `"`
 		fmt.Fprintf(c.stdout, `
 ehrvault demo is running. Its store (%s) is in %s.
 
   FHIR API   %s
-  Token      %s
+  Token      %s   (an operator token, for scripts)
+  TLS        a self-signed certificate: %s
 
 Try:
-  curl -s -H "Authorization: Bearer %s" "%s/Patient?_count=3&_pretty=true"
-  curl -s -H "Authorization: Bearer %s" "%s/Patient?family=%s&birthdate=%s&_elements=name,birthDate&_pretty=true"
-  curl -s -H "Authorization: Bearer %s" "%s/Observation?patient=%s&category=vital-signs&_sort=-date&_count=5&_pretty=true"
-  curl -s -H "Authorization: Bearer %s" "%s/Patient/%s/\$everything?_count=20"
-  curl -s -H "Authorization: Bearer %s" "%s/Patient/%s/_history"
-  curl -s "%s/metadata" | head -c 300
+  %s %s "%s/Patient?_count=3&_pretty=true"
+  %s %s "%s/Patient?family=%s&birthdate=%s&_elements=name,birthDate&_pretty=true"
+  %s %s "%s/Observation?patient=%s&category=vital-signs&_sort=-date&_count=5&_pretty=true"
+  %s %s "%s/Patient/%s/\$everything?_count=20"
+  %s %s "%s/Patient/%s/_history"
+  %s "%s/metadata" | head -c 300
+  %s "%s/.well-known/smart-configuration"
+
+Log in as a person: open %s/auth/enroll in a browser (accept the
+certificate), enter the one-time code %s for user "admin",
+choose a password of 12 or more characters and add an authenticator app
+(TOTP) or a passkey.
 
 Use the CLI on this store meanwhile:
   export EHRVAULT_PASSPHRASE='%s'
   go run ./cmd/ehrvault token list --data %s
+  go run ./cmd/ehrvault user list --data %s
 
 Press Ctrl-C to stop.
-`, kept, dir, url, tok, tok, url, tok, url, neturl.QueryEscape(family), year, tok, url, first, tok, url, first, tok, url, first, url, pass, dir)
+`, kept, dir, url, tok, filepath.Join(dir, edge.CertFile),
+			curl, bearer, url, curl, bearer, url, neturl.QueryEscape(family), year, curl, bearer, url, first, curl, bearer, url, first, curl, bearer, url, first, curl, url, curl, origin,
+			origin, enroll.Code, pass, dir, dir)
 	})
 }
 

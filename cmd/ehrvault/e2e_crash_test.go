@@ -77,7 +77,7 @@ func TestKillNineServerLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	v.Close()
 
-	cmd := exec.Command(ehrvaultBinary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(ehrvaultBinary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--insecure-http")
 	cmd.Env = crashEnv()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/api"
 	"github.com/ehrvault/ehrvault/internal/audit"
+	"github.com/ehrvault/ehrvault/internal/edge"
+	"github.com/ehrvault/ehrvault/internal/keyring"
 )
 
 // serveFlags are the flags of serve (and demo).
@@ -29,6 +32,17 @@ type serveFlags struct {
 	publishFile string
 	webhook     string
 	flushEvery  time.Duration
+	// The network edge and the identity layer.
+	tlsCert, tlsKey, tlsClientCA string
+	insecureHTTP                 bool
+	allow                        listFlag
+	trustedProxies               string
+	ratePerAddress               float64
+	ratePerPrincipal             float64
+	idleTimeout                  time.Duration
+	absoluteTimeout              time.Duration
+	accessTTL                    time.Duration
+	allowUnencrypted             bool
 }
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
@@ -40,6 +54,18 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.cpInterval, "audit-checkpoint-interval", 10*time.Second, "or this long after the first unsigned entry")
 	fs.StringVar(&s.publishFile, "audit-publish-file", "", "write each new audit checkpoint to this `file` (replaced atomically), for a witness to keep")
 	fs.StringVar(&s.webhook, "audit-webhook", "", "POST each new audit checkpoint (text/plain) to this `URL`")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `file` (PEM; default: the self-signed one init made in the data directory, tls-cert.pem)")
+	fs.StringVar(&s.tlsKey, "tls-key", "", "the private key `file` of --tls-cert (PEM)")
+	fs.StringVar(&s.tlsClientCA, "tls-client-ca", "", "ask clients for certificates and verify them against these CA certificates (PEM `file`)")
+	fs.BoolVar(&s.insecureHTTP, "insecure-http", false, "serve plain HTTP instead of HTTPS; only on a loopback address (behind a TLS-terminating proxy on the same host, or for tests)")
+	fs.Var(&s.allow, "allow", "a network allowlist `rule`, repeatable: role:ROLE=CIDR,CIDR or client:ID=CIDR,CIDR (principals a rule names may connect only from its networks)")
+	fs.StringVar(&s.trustedProxies, "trusted-proxy", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
+	fs.Float64Var(&s.ratePerAddress, "rate-per-address", 1000, "requests a `second` one source address may make on average (0: no limit); bursts of twice that")
+	fs.Float64Var(&s.ratePerPrincipal, "rate-per-principal", 1000, "requests a `second` one principal (token, user, app) may make on average (0: no limit)")
+	fs.DurationVar(&s.idleTimeout, "idle-timeout", 15*time.Minute, "a login session ends after this long without use (`duration`)")
+	fs.DurationVar(&s.absoluteTimeout, "absolute-timeout", 12*time.Hour, "a login session, and every token issued from it, ends this long after login (`duration`)")
+	fs.DurationVar(&s.accessTTL, "access-token-ttl", 5*time.Minute, "lifetime of SMART access tokens (`duration`, at most 10m)")
+	fs.BoolVar(&s.allowUnencrypted, "allow-unencrypted-devices", false, "let devices whose disks are not encrypted be approved and used")
 	fs.DurationVar(&s.flushEvery, "audit-flush-every", 0, "0: flush each batch of audit entries to disk before its responses (survives power loss); a `duration` such as 50ms: answer once the OS holds the entries (they survive a crash of ehrvault, not of the machine) and flush them at most that long after")
 }
 
@@ -51,6 +77,18 @@ func (s *serveFlags) auditSettings() (auditSettings, error) {
 	}
 	if s.flushEvery < 0 || s.flushEvery > time.Second {
 		return as, usagef("--audit-flush-every must be between 0 and 1s")
+	}
+	if s.idleTimeout < time.Minute || s.absoluteTimeout < s.idleTimeout {
+		return as, usagef("--idle-timeout must be at least 1m and --absolute-timeout at least as long")
+	}
+	if s.accessTTL < 10*time.Second || s.accessTTL > 10*time.Minute {
+		return as, usagef("--access-token-ttl must be between 10s and 10m")
+	}
+	if s.ratePerAddress < 0 || s.ratePerPrincipal < 0 {
+		return as, usagef("--rate-per-address and --rate-per-principal must not be negative")
+	}
+	if (s.tlsCert == "") != (s.tlsKey == "") {
+		return as, usagef("--tls-cert and --tls-key go together")
 	}
 	if s.publishFile != "" {
 		as.publish = append(as.publish, &audit.FilePublisher{Path: s.publishFile})
@@ -77,13 +115,17 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 
 func runServe(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("serve", "--data DIR [--listen ADDR] [flags]", `
-Serve the FHIR R4 API of a data directory at http://ADDR/fhir until
+Serve the FHIR R4 API of a data directory at https://ADDR/fhir until
 interrupted (Ctrl-C or SIGTERM), then finish the requests in flight and
-close the store cleanly.
+close the store cleanly. HTTPS uses the self-signed certificate init made
+(tls-cert.pem in the data directory: give it to clients) or --tls-cert.
 
-Every request but GET /fhir/metadata needs Authorization: Bearer <token>;
-make tokens with "ehrvault token create". Plain HTTP is meant for loopback
-or behind a TLS-terminating proxy.`)
+Beside the API: the login pages (/auth/login, /auth/enroll), the SMART on
+FHIR authorization server (/.well-known/smart-configuration), device
+enrollment (/auth/devices/enroll) and the admin API (/admin/users,
+/admin/devices). Every FHIR request but GET /fhir/metadata needs a SMART
+access token with its DPoP proof, or an operator token from "ehrvault
+token create" (Authorization: Bearer <token>).`)
 	var pf passphraseFlags
 	pf.register(fs)
 	var sf serveFlags
@@ -117,9 +159,29 @@ or behind a TLS-terminating proxy.`)
 // serve runs the API on ln until ctx ends. ready, if set, runs once the
 // server accepts requests.
 func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFlags, log *slog.Logger, ready func(url string)) error {
+	addr := ln.Addr().(*net.TCPAddr)
+	plain, err := edge.PlainHTTP(addr.String(), sf.insecureHTTP)
+	if err != nil {
+		return withHint(err, "serve HTTPS (the default), or listen on 127.0.0.1 behind a TLS-terminating proxy with --insecure-http")
+	}
+	scheme := "https"
+	var tlsCfg *tls.Config
+	if plain {
+		scheme = "http"
+	} else if tlsCfg, err = v.tlsConfig(ctx, sf); err != nil {
+		return err
+	}
+	origin, err := publicOrigin(sf, scheme, addr.String())
+	if err != nil {
+		return err
+	}
+	id, err := newIdentity(ctx, v, sf, origin, log)
+	if err != nil {
+		return err
+	}
 	h := api.New(api.Config{
 		Records:      v.records,
-		Auth:         v.tokens,
+		Auth:         id,
 		Log:          log,
 		MaxBody:      sf.maxBody,
 		BaseURL:      sf.baseURL,
@@ -128,9 +190,15 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		Audit:        v.audit,
 		AuditLog:     v.audit,
 		Search:       v.search,
+		Grants:       id,
+		Gate:         id.gate,
 	})
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	id.mount(mux)
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           edge.SecurityHeaders(id.limiter.Middleware(mux)),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      5 * time.Minute,
@@ -138,11 +206,10 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	addr := ln.Addr().(*net.TCPAddr)
-	if !addr.IP.IsLoopback() {
-		log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front", "addr", addr.String())
-	}
-	url := "http://" + addr.String() + api.Base
+	pctx, stopPurge := context.WithCancel(ctx)
+	defer stopPurge()
+	go purgeAuthObjects(pctx, v, log)
+	url := origin + api.Base
 	// The server's start, with the settings that decide what is served
 	// and audited, is itself an audited event (a configuration change).
 	start := &audit.Entry{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess, Detail: []audit.Param{
@@ -152,13 +219,23 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		{Name: "audit-checkpoint-interval", Value: sf.cpInterval.String()},
 		{Name: "audit-publish", Value: strconv.Itoa(len(v.auditPublishers(sf)))},
 		{Name: "audit-flush-every", Value: sf.flushEvery.String()},
+		{Name: "tls", Value: strconv.FormatBool(!plain)},
+		{Name: "idle-timeout", Value: sf.idleTimeout.String()},
+		{Name: "absolute-timeout", Value: sf.absoluteTimeout.String()},
+		{Name: "allow-rules", Value: strconv.Itoa(len(sf.allow))},
 	}}
 	if err := v.auditCommand(ctx, start); err != nil {
 		return err
 	}
 	log.Info("serving FHIR R4", "url", url, "data", v.dir)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if plain {
+			errc <- srv.Serve(ln)
+		} else {
+			errc <- srv.ServeTLS(ln, "", "")
+		}
+	}()
 	if ready != nil {
 		ready(url)
 	}
@@ -195,4 +272,30 @@ func (v *vault) searchParams(typ string) []api.SearchParam {
 		out = append(out, api.SearchParam{Name: p.Name, Type: p.Type, Definition: p.URL, Targets: p.Targets})
 	}
 	return out
+}
+
+// tlsConfig returns the server's TLS settings: the operator's certificate,
+// or the data directory's self-signed one (made again when it is missing
+// or nearly expired).
+func (v *vault) tlsConfig(ctx context.Context, sf *serveFlags) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if sf.tlsCert != "" {
+		if cert, err = edge.LoadKeyPair(sf.tlsCert, sf.tlsKey); err != nil {
+			return nil, withHint(err, "--tls-cert and --tls-key must name a PEM certificate and its private key")
+		}
+	} else {
+		seal, err := v.keys.Sealer(ctx, keyring.PurposeAuthSeal)
+		if err != nil {
+			return nil, err
+		}
+		if cert, _, err = edge.EnsureSelfSigned(v.dir, seal, time.Now()); err != nil {
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	cfg, err := edge.ServerConfig(cert, sf.tlsClientCA)
+	if err != nil {
+		return nil, withHint(err, "--tls-client-ca must name a PEM file of CA certificates")
+	}
+	return cfg, nil
 }

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/auth/users"
+	"github.com/ehrvault/ehrvault/internal/edge"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/records"
 	"github.com/ehrvault/ehrvault/internal/search"
@@ -94,6 +96,15 @@ func (c *cli) initVault(ctx context.Context, dir string, pass []byte) error {
 	ak, err := loadAuditKeys(ctx, keys, kp)
 	if err != nil {
 		return err
+	}
+	// HTTPS from the first start: a self-signed certificate, its key
+	// sealed under the KEK, for clients to pin (tls-cert.pem).
+	seal, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
+	if err != nil {
+		return err
+	}
+	if _, err := edge.GenerateSelfSigned(dir, seal, edge.DefaultHosts(), time.Now()); err != nil {
+		return fmt.Errorf("self-signed certificate: %w", err)
 	}
 	l, err := openAudit(ctx, dir, ak, true, auditSettings{}, nil)
 	if err != nil {

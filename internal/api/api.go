@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,10 +35,12 @@ import (
 	"github.com/ehrvault/ehrvault/internal/search"
 )
 
-// Authenticator tells who sent a request. It returns
-// auth.ErrUnauthenticated for a request that carries no valid credential.
+// Authenticator tells who sent a request. It returns an error wrapping
+// auth.ErrUnauthenticated for a request that carries no valid credential;
+// if that error has a Challenge() string method, its value is the
+// WWW-Authenticate header of the 401 (DPoP-bound tokens).
 type Authenticator interface {
-	Authenticate(ctx context.Context, bearer string) (*auth.Principal, error)
+	AuthenticateRequest(r *http.Request) (*auth.Principal, error)
 }
 
 // Config holds what the API is built from.
@@ -71,6 +74,13 @@ type Config struct {
 	// every principal see everything (operator tokens, until the access
 	// issue brings roles and consent).
 	Access AccessDecider
+	// Grants decides what the principals that carry SMART scopes may do;
+	// nil refuses every such principal.
+	Grants Grants
+	// Gate runs once a principal is known, before anything else: network
+	// allowlists, rate limits per principal. An error refuses the
+	// request (a *Refusal chooses the status; others give 403).
+	Gate func(r *http.Request, p *auth.Principal) error
 }
 
 // AccessDecider turns a principal into the restriction its requests obey.
@@ -100,6 +110,8 @@ type Handler struct {
 	alog    *audit.Log
 	engine  *search.Engine
 	access  AccessDecider
+	grants  Grants
+	gate    func(r *http.Request, p *auth.Principal) error
 }
 
 // New returns the API handler.
@@ -126,6 +138,8 @@ type request struct {
 	route     string
 	principal *auth.Principal
 	restrict  *access.Restriction // what the principal may see; nil: everything
+	wrestrict *access.Restriction // what the principal may write; nil: everything
+	filters   []url.Values        // granular scopes' searches on the request's type
 	status    int
 	pretty    bool
 	base      string
@@ -264,6 +278,9 @@ func (h *Handler) route(q *request) {
 		// any resource.
 		q.route = "audit-event"
 		q.action = audit.ActionAuditRead
+		if len(parts) == 1 && !h.permit(q, "AuditEvent", 's') || len(parts) == 2 && !h.permit(q, "AuditEvent", 'r') {
+			return
+		}
 		if m != http.MethodGet {
 			h.fail(q, errorf(http.StatusMethodNotAllowed, "not-supported", "AuditEvents with numeric ids are the server's audit log, which is read-only; store other AuditEvents under ids that are not numbers"))
 			return
@@ -292,6 +309,10 @@ func (h *Handler) route(q *request) {
 				h.fail(q, methodNotAllowed("GET"))
 				return
 			}
+			if q.principal.Scopes != nil {
+				h.fail(q, errorf(http.StatusForbidden, "forbidden", "the history of the whole server is not open to SMART tokens; ask for the history of a type"))
+				return
+			}
 			h.history(q, "", "", form)
 			return
 		}
@@ -302,6 +323,9 @@ func (h *Handler) route(q *request) {
 		}
 		typ := parts[0]
 		q.route = "type"
+		if i, ok := map[string]byte{http.MethodGet: 's', http.MethodPost: 'c', http.MethodPut: 'u', http.MethodDelete: 'd'}[m]; ok && fhir.IsResourceType(typ) && !h.permit(q, typ, i) {
+			return
+		}
 		switch m {
 		case http.MethodGet:
 			h.search(q, typ, "", form)
@@ -324,11 +348,17 @@ func (h *Handler) route(q *request) {
 				h.fail(q, methodNotAllowed("GET"))
 				return
 			}
+			if !h.permit(q, typ, 's') {
+				return
+			}
 			h.history(q, typ, "", form)
 		case id == "_search":
 			q.route = "type-search"
 			if m != http.MethodPost {
 				h.fail(q, methodNotAllowed("POST"))
+				return
+			}
+			if !h.permit(q, typ, 's') {
 				return
 			}
 			h.postSearch(q, typ, form)
@@ -337,6 +367,9 @@ func (h *Handler) route(q *request) {
 			h.fail(q, errorf(http.StatusNotImplemented, "not-supported", "operations are not implemented; /metadata lists what is"))
 		default:
 			q.route = "instance"
+			if i, ok := map[string]byte{http.MethodGet: 'r', http.MethodPut: 'u', http.MethodDelete: 'd'}[m]; ok && fhir.IsResourceType(typ) && !h.permit(q, typ, i) {
+				return
+			}
 			switch m {
 			case http.MethodGet:
 				h.read(q, typ, id)
@@ -358,6 +391,9 @@ func (h *Handler) route(q *request) {
 				h.fail(q, methodNotAllowed("GET"))
 				return
 			}
+			if !h.permit(q, parts[0], 'r') || !h.filtered(q, parts[0], parts[1]) {
+				return
+			}
 			h.history(q, parts[0], parts[1], form)
 			return
 		}
@@ -365,6 +401,9 @@ func (h *Handler) route(q *request) {
 			q.route = "everything"
 			if m != http.MethodGet {
 				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			if !h.permit(q, "Patient", 'r') {
 				return
 			}
 			h.everything(q, parts[1], form)
@@ -376,6 +415,9 @@ func (h *Handler) route(q *request) {
 				h.fail(q, methodNotAllowed("GET"))
 				return
 			}
+			if !h.permit(q, parts[2], 's') {
+				return
+			}
 			h.search(q, parts[2], parts[1], form)
 			return
 		}
@@ -384,6 +426,9 @@ func (h *Handler) route(q *request) {
 			q.route = "vread"
 			if m != http.MethodGet {
 				h.fail(q, methodNotAllowed("GET"))
+				return
+			}
+			if !h.permit(q, parts[0], 'r') || !h.filtered(q, parts[0], parts[1]) {
 				return
 			}
 			h.vread(q, parts[0], parts[1], parts[3])
@@ -449,27 +494,49 @@ func methodNotAllowed(allow string) *httpError {
 	return e
 }
 
-// authenticate checks the bearer token and answers 401 itself when it fails.
+// authenticate checks the request's credentials (an operator bearer
+// token, a DPoP-bound SMART token) and answers 401 itself when they fail.
 func (h *Handler) authenticate(q *request) bool {
-	hdr := q.r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(hdr, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		e := errorf(http.StatusUnauthorized, "login", "authentication required: send Authorization: Bearer <token> (make one with `ehrvault token create`)")
-		e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault"`}
-		h.fail(q, e)
-		return false
-	}
-	p, err := h.auth.Authenticate(q.r.Context(), strings.TrimSpace(token))
+	p, err := h.auth.AuthenticateRequest(q.r)
 	if err != nil {
 		if !errors.Is(err, auth.ErrUnauthenticated) {
 			h.log.Error("authentication failed to run", "request_id", q.id, "err", err)
 			h.fail(q, &httpError{status: http.StatusServiceUnavailable, code: "transient", msg: "authentication is unavailable; try again"})
 			return false
 		}
-		e := errorf(http.StatusUnauthorized, "login", "the bearer token is invalid, expired or revoked")
-		e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault", error="invalid_token"`}
+		var ch interface{ Challenge() string }
+		var e *httpError
+		switch {
+		case errors.As(err, &ch):
+			e = errorf(http.StatusUnauthorized, "login", "the access token or its DPoP proof was refused; get a new token, and sign a new DPoP proof for every request")
+			e.header = map[string]string{"WWW-Authenticate": ch.Challenge()}
+		case q.r.Header.Get("Authorization") == "":
+			e = errorf(http.StatusUnauthorized, "login", "authentication required: send Authorization: Bearer <token> (make one with `ehrvault token create`) or a SMART access token with its DPoP proof")
+			e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault"`}
+		default:
+			e = errorf(http.StatusUnauthorized, "login", "the bearer token is invalid, expired or revoked")
+			e.header = map[string]string{"WWW-Authenticate": `Bearer realm="ehrvault", error="invalid_token"`}
+		}
 		h.fail(q, e)
 		return false
+	}
+	if h.gate != nil {
+		if err := h.gate(q.r, p); err != nil {
+			q.principal = p
+			e := errorf(http.StatusForbidden, "forbidden", "%s", "this request is not allowed from here")
+			var rf *Refusal
+			if errors.As(err, &rf) {
+				e = errorf(rf.Status, "throttled", "%s", rf.Msg)
+				if rf.Status == http.StatusForbidden {
+					e.code = "forbidden"
+				}
+				if rf.RetryAfter > 0 {
+					e.header = map[string]string{"Retry-After": strconv.Itoa(int((rf.RetryAfter + time.Second - 1) / time.Second))}
+				}
+			}
+			h.fail(q, e)
+			return false
+		}
 	}
 	q.principal = p
 	if h.access != nil {

@@ -20,6 +20,7 @@ var statusOf = map[records.Code]int{
 	records.PreconditionFailed: http.StatusPreconditionFailed,
 	records.NotSupported:       http.StatusBadRequest,
 	records.Unavailable:        http.StatusServiceUnavailable,
+	records.Forbidden:          http.StatusForbidden,
 }
 
 // httpError is a failure found by the API itself (authentication, media

@@ -43,6 +43,9 @@ func setVersionHeaders(w http.ResponseWriter, r *records.Resource) {
 }
 
 func (h *Handler) read(q *request, typ, id string) {
+	if !h.filtered(q, typ, id) {
+		return
+	}
 	res, err := h.rec.Read(q.r.Context(), typ, id, q.restrict)
 	if err != nil {
 		h.failVersioned(q, err)
@@ -107,7 +110,7 @@ func (h *Handler) create(q *request, typ string) {
 	if ine := q.r.Header.Get("If-None-Exist"); ine != "" {
 		h.recordRawQuery(q, ine)
 	}
-	out, err := h.rec.Create(q.r.Context(), b, q.r.Header.Get("If-None-Exist"), records.WriteOptions{})
+	out, err := h.rec.Create(q.r.Context(), b, q.r.Header.Get("If-None-Exist"), q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -121,7 +124,7 @@ func (h *Handler) update(q *request, typ, id string) {
 		h.fail(q, err)
 		return
 	}
-	out, err := h.rec.Update(q.r.Context(), typ, id, b, q.r.Header.Get("If-Match"), records.WriteOptions{})
+	out, err := h.rec.Update(q.r.Context(), typ, id, b, q.r.Header.Get("If-Match"), q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -140,7 +143,7 @@ func (h *Handler) conditionalUpdate(q *request, typ, rawQuery string) {
 		return
 	}
 	h.recordRawQuery(q, rawQuery)
-	out, err := h.rec.ConditionalUpdate(q.r.Context(), typ, conditionQuery(rawQuery), b, q.r.Header.Get("If-Match"), records.WriteOptions{})
+	out, err := h.rec.ConditionalUpdate(q.r.Context(), typ, conditionQuery(rawQuery), b, q.r.Header.Get("If-Match"), q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -161,7 +164,7 @@ func conditionQuery(raw string) string {
 }
 
 func (h *Handler) delete(q *request, typ, id string) {
-	out, err := h.rec.Delete(q.r.Context(), typ, id, q.r.Header.Get("If-Match"))
+	out, err := h.rec.Delete(q.r.Context(), typ, id, q.r.Header.Get("If-Match"), q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -175,7 +178,7 @@ func (h *Handler) conditionalDelete(q *request, typ, rawQuery string) {
 		return
 	}
 	h.recordRawQuery(q, rawQuery)
-	out, err := h.rec.ConditionalDelete(q.r.Context(), typ, conditionQuery(rawQuery))
+	out, err := h.rec.ConditionalDelete(q.r.Context(), typ, conditionQuery(rawQuery), q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -375,7 +378,10 @@ func (h *Handler) bundle(q *request) {
 	if k := b.Value().Str("type"); k == "transaction" || k == "batch" {
 		q.action = k
 	}
-	kind, results, err := h.rec.Bundle(q.r.Context(), b, records.WriteOptions{Restrict: q.restrict})
+	if !h.permitBundle(q, b) {
+		return
+	}
+	kind, results, err := h.rec.Bundle(q.r.Context(), b, q.writeOptions())
 	if err != nil {
 		h.fail(q, err)
 		return
@@ -541,4 +547,10 @@ func (b *bundleWriter) finish() []byte {
 		b.buf = append(b.buf, ']')
 	}
 	return append(b.buf, '}')
+}
+
+// writeOptions are the records options of the request's writes: its
+// restrictions on what it reads (Bundle GETs) and writes.
+func (q *request) writeOptions() records.WriteOptions {
+	return records.WriteOptions{Restrict: q.restrict, RestrictWrites: q.wrestrict}
 }

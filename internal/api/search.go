@@ -28,8 +28,12 @@ func (h *Handler) search(q *request, typ, compartment string, form url.Values) {
 		return
 	}
 	h.recordQuery(q, form)
+	require, ok := h.require(q)
+	if !ok {
+		return
+	}
 	res, err := h.engine.Search(q.r.Context(), search.Request{
-		Type: typ, Params: form, Compartment: compartment, Restrict: q.restrict, Strict: parsePrefer(q.r).strict,
+		Type: typ, Params: form, Compartment: compartment, Restrict: q.restrict, Strict: parsePrefer(q.r).strict, Require: require,
 	})
 	if err != nil {
 		h.fail(q, err)
@@ -60,7 +64,16 @@ func (h *Handler) writeSearchset(q *request, path string, res *search.Result) {
 		q.touch(r)
 		bw.entry(q.base+"/"+r.Type+"/"+r.ID, r.JSON, `"search":{"mode":"match"}`)
 	}
+	readable := map[string]bool{}
 	for _, r := range res.Included {
+		ok, seen := readable[r.Type]
+		if !seen {
+			ok = h.readable(q, r.Type)
+			readable[r.Type] = ok
+		}
+		if !ok {
+			continue // not in the token's scopes
+		}
 		q.touch(r)
 		bw.entry(q.base+"/"+r.Type+"/"+r.ID, r.JSON, `"search":{"mode":"include"}`)
 	}
@@ -115,7 +128,7 @@ func (h *Handler) everything(q *request, id string, form url.Values) {
 		return
 	}
 	h.recordQuery(q, form)
-	res, err := h.engine.Everything(q.r.Context(), id, form, q.restrict)
+	res, err := h.engine.Everything(q.r.Context(), id, h.everythingTypes(q, form), q.restrict)
 	if err != nil {
 		h.fail(q, err)
 		return

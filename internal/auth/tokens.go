@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -43,7 +44,6 @@ const MaxTTL = 366 * 24 * time.Hour
 // ErrUnauthenticated is returned for a missing, unknown, expired or revoked
 // token; the API answers 401 and says no more.
 var ErrUnauthenticated = errors.New("auth: not authenticated")
-
 
 // CacheTTL is how long a verified token is remembered before the store is
 // asked again: the longest a revocation by another process takes to bite.
@@ -173,4 +173,26 @@ func (t *Tokens) Revoke(ctx context.Context, id string) error {
 	clear(t.cache)
 	t.mu.Unlock()
 	return err
+}
+
+// AuthenticateRequest authenticates the operator bearer token of r's
+// Authorization header (scheme Bearer, token starting with TokenPrefix);
+// ErrUnauthenticated if there is none or it is not valid.
+func (t *Tokens) AuthenticateRequest(r *http.Request) (*Principal, error) {
+	token, ok := BearerToken(r)
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	return t.Authenticate(r.Context(), token)
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header.
+func BearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
 }

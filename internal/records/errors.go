@@ -35,9 +35,12 @@ const (
 	NotSupported
 	// Unavailable: the store is busy or shutting down; try again (503).
 	Unavailable
+	// Forbidden: the caller may not write this resource (403): it
+	// belongs to a patient outside the caller's write restriction.
+	Forbidden
 )
 
-var codeNames = [...]string{"internal", "invalid", "unprocessable", "not-found", "gone", "conflict", "precondition-failed", "not-supported", "unavailable"}
+var codeNames = [...]string{"internal", "invalid", "unprocessable", "not-found", "gone", "conflict", "precondition-failed", "not-supported", "unavailable", "forbidden"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {

@@ -58,17 +58,23 @@ type WriteOptions struct {
 	// it; the API never does.
 	LoadOnly bool
 	// Restrict limits what a Bundle's GET entries may read: a resource it
-	// does not admit is not found. (Writes are not restricted yet: the
-	// access issue decides who may write what.)
+	// does not admit is not found.
 	Restrict *access.Restriction
+	// RestrictWrites, if set, limits what may be written: every version
+	// written, and every current version replaced or deleted, must be one
+	// it admits (a patient's own compartment for a patient app, the
+	// assigned patients of a medical device); anything else fails with
+	// Forbidden and nothing of the request is kept.
+	RestrictWrites *access.Restriction
 }
 
 // writer performs writes inside one store transaction.
 type writer struct {
-	s   *Service
-	tx  store.Tx
-	now time.Time
-	opt WriteOptions
+	s      *Service
+	tx     store.Tx
+	now    time.Time
+	opt    WriteOptions
+	wscope *Scope // RestrictWrites resolved, once
 }
 
 // update runs fn in one write transaction.
@@ -145,7 +151,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, typ, query string, b *B
 
 // Delete deletes typ/id: a deletion version is written and the resource
 // reads as Gone. Deleting what does not exist succeeds with NothingToDelete.
-func (s *Service) Delete(ctx context.Context, typ, id, ifMatch string) (*Outcome, error) {
+func (s *Service) Delete(ctx context.Context, typ, id, ifMatch string, opt WriteOptions) (*Outcome, error) {
 	if err := checkType(typ); err != nil {
 		return nil, err
 	}
@@ -157,7 +163,7 @@ func (s *Service) Delete(ctx context.Context, typ, id, ifMatch string) (*Outcome
 		return nil, err
 	}
 	var out *Outcome
-	err = s.update(ctx, WriteOptions{}, func(w *writer) error {
+	err = s.update(ctx, opt, func(w *writer) error {
 		var err error
 		out, err = w.delete(ctx, typ, id, want)
 		return err
@@ -168,12 +174,12 @@ func (s *Service) Delete(ctx context.Context, typ, id, ifMatch string) (*Outcome
 // ConditionalDelete deletes the one resource of typ matching query. No match
 // gives NothingToDelete; several fail with PreconditionFailed (ehrvault
 // deletes one resource at a time, as the CapabilityStatement says).
-func (s *Service) ConditionalDelete(ctx context.Context, typ, query string) (*Outcome, error) {
+func (s *Service) ConditionalDelete(ctx context.Context, typ, query string, opt WriteOptions) (*Outcome, error) {
 	if err := checkType(typ); err != nil {
 		return nil, err
 	}
 	var out *Outcome
-	err := s.update(ctx, WriteOptions{}, func(w *writer) error {
+	err := s.update(ctx, opt, func(w *writer) error {
 		ids, err := w.match(ctx, typ, query)
 		if err != nil {
 			return err
@@ -313,6 +319,9 @@ func (w *writer) put(ctx context.Context, typ, id string, res *fhir.Value, want 
 		if err != nil {
 			return nil, err
 		}
+		if err := w.mayWrite(ctx, cur); err != nil {
+			return nil, err
+		}
 		if same, err := sameContent(cur.JSON, res); err != nil {
 			return nil, &Error{Code: Internal, cause: err}
 		} else if same {
@@ -396,6 +405,9 @@ func (w *writer) delete(ctx context.Context, typ, id string, want int64) (*Outco
 	if err != nil {
 		return nil, err
 	}
+	if err := w.mayWrite(ctx, cur); err != nil {
+		return nil, err
+	}
 	var security *fhir.Value
 	var ix *store.Index
 	if body, err := fhir.Parse(cur.JSON, 0); err == nil {
@@ -433,10 +445,32 @@ func (w *writer) write(ctx context.Context, typ, id string, version int64, res *
 		KeyID:   k.ID(),
 		Data:    k.Seal(data, keyring.ResourceAD(typ, row, version)),
 	}
+	out := &Resource{Type: typ, ID: id, Version: version, Updated: w.now, JSON: data, Owner: k.Owner()}
+	if err := w.mayWrite(ctx, out); err != nil {
+		return nil, err
+	}
 	if err := w.tx.Put(ctx, v, w.s.index.Index(res)); err != nil {
 		return nil, w.s.storeError(err, typ, id)
 	}
-	return &Resource{Type: typ, ID: id, Version: version, Updated: w.now, JSON: data, Owner: k.Owner()}, nil
+	return out, nil
+}
+
+// mayWrite refuses a version outside opt.RestrictWrites.
+func (w *writer) mayWrite(ctx context.Context, r *Resource) error {
+	if w.opt.RestrictWrites == nil {
+		return nil
+	}
+	if w.wscope == nil {
+		sc, err := w.s.Scope(ctx, w.opt.RestrictWrites)
+		if err != nil {
+			return err
+		}
+		w.wscope = sc
+	}
+	if !w.wscope.Admits(r) {
+		return newError(Forbidden, "", "this resource belongs to a patient outside what the caller may write")
+	}
+	return nil
 }
 
 // current reads and unseals the current version of the resource with row
@@ -466,12 +500,38 @@ func (w *writer) match(ctx context.Context, typ, query string) ([]string, error)
 	if err != nil {
 		return nil, newError(Invalid, "", "%s", err.Error())
 	}
-	ids, err := w.tx.List(ctx, store.ListQuery{Type: typ, Tokens: tokens, Limit: 2})
+	limit := 2
+	if w.opt.RestrictWrites != nil {
+		// A restricted writer matches only what it may write: the rest
+		// is not there for it (neither a conflict nor a 412).
+		limit = restrictedMatchLimit
+	}
+	ids, err := w.tx.List(ctx, store.ListQuery{Type: typ, Tokens: tokens, Limit: limit})
 	if err != nil {
 		return nil, w.s.storeError(err, typ, "")
 	}
-	return ids, nil
+	if w.opt.RestrictWrites == nil {
+		return ids, nil
+	}
+	var admitted []string
+	for _, row := range ids {
+		cur, err := w.current(ctx, typ, row)
+		if err != nil {
+			return nil, err
+		}
+		if w.mayWrite(ctx, cur) == nil {
+			admitted = append(admitted, row)
+		}
+		if len(admitted) == 2 {
+			break
+		}
+	}
+	return admitted, nil
 }
+
+// restrictedMatchLimit bounds the matches a restricted writer's
+// conditional interaction looks through for ones it may write.
+const restrictedMatchLimit = 64
 
 // setMeta sets meta.versionId and meta.lastUpdated, keeping the rest of
 // meta (profiles, tags, security labels, source).

@@ -103,6 +103,11 @@ type Request struct {
 	Restrict *access.Restriction
 	// Strict refuses unknown parameters (Prefer: handling=strict).
 	Strict bool
+	// Require holds conditions the caller's grant adds to the query
+	// (SMART granular scopes such as category=laboratory), ANDed into
+	// every page, including pages reached through a cursor made for
+	// someone else.
+	Require url.Values
 }
 
 // Result is one page of a search.
@@ -162,6 +167,16 @@ func (e *Engine) Search(ctx context.Context, r Request) (*Result, error) {
 			return nil, records.NewError(records.Invalid, "_page", "the page cursor is invalid; start again from the first page")
 		}
 		strict, after = st.Strict, st.After
+	}
+	if len(r.Require) > 0 {
+		merged := url.Values{}
+		for k, v := range params {
+			merged[k] = append([]string(nil), v...)
+		}
+		for k, v := range r.Require {
+			merged[k] = append(merged[k], v...)
+		}
+		params = merged
 	}
 	q, err := e.ix.Parse(r.Type, params, strict)
 	if err != nil {
