@@ -175,6 +175,11 @@ func (id *identity) Permit(ctx context.Context, p *auth.Principal, typ string, i
 			return api.Permission{Restrict: own, Writes: writes, Filters: f}, true
 		}
 	}
+	if p.Role == auth.RolePatient {
+		// A patient sees their own record only, whatever the scopes'
+		// context says (until the access issue's consent rules).
+		return api.Permission{}, false
+	}
 	ctxName := smart.ContextUser
 	if p.Kind == auth.KindService || p.Kind == auth.KindDevice {
 		ctxName = smart.ContextSystem
