@@ -29,7 +29,9 @@ echo "== import ../shared/testdata/synthea/smart-r4-2019 ($(nproc) CPUs)"
 
 token=$("$work/ehrvault" token create --data "$data" --ttl 1h --label bench 2>/dev/null)
 port=18090
-"$work/ehrvault" serve --data "$data" --listen 127.0.0.1:$port --log-format json ${SERVE_FLAGS:-} 2>"$work/serve.log" &
+# Plain HTTP on loopback and no rate limits, so that the figures compare
+# with the bare handler (and with the figures before HTTPS was the default).
+"$work/ehrvault" serve --data "$data" --listen 127.0.0.1:$port --log-format json --insecure-http --rate-per-address 0 --rate-per-principal 0 ${SERVE_FLAGS:-} 2>"$work/serve.log" &
 for i in $(seq 50); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # Ids to read: every Patient and up to 2000 Observations, taken from the API.
