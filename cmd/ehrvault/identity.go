@@ -101,6 +101,7 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		// that URL's (a proof made for another server names another).
 		RequestURL: func(r *http.Request) string { return scheme + "://" + r.Host + r.URL.EscapedPath() },
 		AccessTTL:  sf.accessTTL,
+		Now:        sf.now,
 		Log:        log,
 	})
 	if err != nil {
