@@ -47,7 +47,7 @@ import (
 // test may move forward (the SMART server's), an HTTPS client that
 // trusts the directory's self-signed certificate, and an operator token.
 type idServer struct {
-	t       *testing.T
+	t       testing.TB
 	v       *vault
 	dir     string
 	origin  string // https://localhost:PORT
@@ -109,7 +109,7 @@ func (s *idServer) now() time.Time { return time.Now().Add(time.Duration(s.offse
 
 // newIDServer serves a new data directory with serve's flags args
 // (e.g. "--rate-per-principal", "2").
-func newIDServer(t *testing.T, args ...string) *idServer {
+func newIDServer(t testing.TB, args ...string) *idServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := filepath.Join(t.TempDir(), "data")
@@ -279,7 +279,7 @@ func (s *idServer) do(hc *http.Client, req *http.Request) *idResponse {
 	return out
 }
 
-func (r *idResponse) want(t *testing.T, status int) *idResponse {
+func (r *idResponse) want(t testing.TB, status int) *idResponse {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("%s: status %d, want %d; body: %.600s", r.req, r.status, status, r.body)
@@ -381,7 +381,7 @@ func (s *idServer) csrf(r *idResponse) string {
 }
 
 // totpCode is the code of secret at t.
-func totpCode(t *testing.T, secret string, at time.Time) string {
+func totpCode(t testing.TB, secret string, at time.Time) string {
 	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
 		t.Fatal(err)

@@ -239,7 +239,7 @@ func TestIdentityScopes(t *testing.T) {
 				t.Errorf("Observation/%s shown to the lab app is not laboratory: %v", res["id"], res["category"])
 			}
 		}
-		if n := lab.get("/Observation?category=" + url.QueryEscape(catSystem+"|vital-signs")).want(t, 200).entries(); len(n) != 0 {
+		if n := lab.get("/Observation?category="+url.QueryEscape(catSystem+"|vital-signs")).want(t, 200).entries(); len(n) != 0 {
 			t.Errorf("a search for vital signs shows %d", len(n))
 		}
 		if c := lab.get("/Observation?_summary=count").want(t, 200).str("total"); c != strconv.Itoa(want) {

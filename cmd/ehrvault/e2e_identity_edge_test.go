@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrvault/ehrvault/internal/auth/smart"
+)
+
+// TestIdentityEdge checks, on a server with a rate of 2 requests a
+// second per principal and clinicians allowed only from 10.0.0.0/8, the
+// rate limit, the allowlist and the expiry of access tokens (on the SMART
+// server's clock, moved forward).
+func TestIdentityEdge(t *testing.T) {
+	t.Parallel()
+	s := newIDServer(t, "--rate-per-principal", "2", "--allow", "role:clinician=10.0.0.0/8")
+	pats := s.importSynthetic(5, 1)
+	op := s.op_()
+
+	t.Run("rate per principal", func(t *testing.T) {
+		s.sub(t)
+		var limited *idResponse
+		for i := 0; i < 12 && limited == nil; i++ {
+			if r := op.get("/Patient/" + pats[0]); r.status == http.StatusTooManyRequests {
+				limited = r
+			} else {
+				r.want(t, 200)
+			}
+		}
+		if limited == nil {
+			t.Fatal("12 requests at once by one principal limited at 2/s: never 429")
+		}
+		if ra, err := strconv.Atoi(limited.header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Errorf("Retry-After %q, want whole seconds", limited.header.Get("Retry-After"))
+		}
+		// Another principal is not held back by the first.
+		other, _, err := s.v.tokens.Create(context.Background(), time.Hour, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		(&cred{s: s, token: other}).get("/Patient/"+pats[0]).want(t, 200)
+	})
+
+	t.Run("allowlist", func(t *testing.T) {
+		s.sub(t)
+		key, _ := s.device("ws-edge")
+		app := s.app("Viewer", "user/Patient.rs")
+		doc := s.enroll("dr-far", "clinician")
+		tok := s.authorize(s.login(doc, "otp", ""), app, "user/Patient.rs", "", key)
+		r := (&cred{s: s, token: tok.AccessToken, key: key}).get("/Patient/" + pats[0])
+		if r.status != http.StatusForbidden || strings.Contains(string(r.body), pats[0]) {
+			t.Errorf("a clinician from 127.0.0.1 (allowed only from 10.0.0.0/8): %d, want 403", r.status)
+		}
+		nurse := s.enroll("nurse-near", "nurse")
+		tok = s.authorize(s.login(nurse, "otp", ""), app, "user/Patient.rs", "", key)
+		(&cred{s: s, token: tok.AccessToken, key: key}).get("/Patient/"+pats[0]).want(t, 200)
+	})
+
+	t.Run("expired token", func(t *testing.T) {
+		s.sub(t)
+		svc := s.program(smart.ClientService, "Export", "system/Patient.rs")
+		tok := s.credentials(svc, "system/Patient.rs")
+		if tok.status != 200 {
+			t.Fatalf("token: %d %s", tok.status, tok.body)
+		}
+		me := &cred{s: s, token: tok.AccessToken, key: svc.dpop}
+		me.get("/Patient/"+pats[0]).want(t, 200)
+		s.offset.Store(int64(smart.DefaultAccessTTL - 2*time.Second))
+		defer s.offset.Store(0)
+		me.get("/Patient/"+pats[0]).want(t, 200)
+		s.offset.Store(int64(smart.DefaultAccessTTL + time.Second))
+		r := me.get("/Patient/" + pats[0])
+		if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), "invalid_token") {
+			t.Errorf("an expired token: %d %q, want 401 invalid_token", r.status, r.header.Get("WWW-Authenticate"))
+		}
+	})
+}
+
+// BenchmarkIdentityRequest measures a FHIR read through serve's handler
+// (in process, no network) with an operator Bearer token, a backend
+// service's DPoP-bound SMART token, and a person's (which also asks the
+// device registry and the login session on every request). The
+// difference between them is the cost of the checks. Not run in CI:
+//
+//	go test -run '^$' -bench IdentityRequest ./cmd/ehrvault
+func BenchmarkIdentityRequest(b *testing.B) {
+	s := newIDServer(b, "--rate-per-principal", "0", "--rate-per-address", "0", "--audit-flush-every", "50ms")
+	pats := s.importSynthetic(6, 1)
+	svc := s.program(smart.ClientService, "Bench", "system/Patient.rs")
+	stok := s.credentials(svc, "system/Patient.rs")
+	key, _ := s.device("ws-bench")
+	app := s.app("Bench app", "user/Patient.rs")
+	utok := s.authorize(s.login(s.enroll("bench", "clinician"), "otp", ""), app, "user/Patient.rs", "", key)
+	sf := serveFlags{ratePerAddress: 0, ratePerPrincipal: 0, idleTimeout: 15 * time.Minute, absoluteTimeout: 12 * time.Hour, accessTTL: 5 * time.Minute, maxBody: 1 << 20}
+	h, err := newHandler(context.Background(), s.v, &sf, s.origin, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := "/fhir/Patient/" + pats[0]
+	for _, bc := range []struct {
+		name string
+		c    *cred
+	}{
+		{"operator", s.op_()},
+		{"smart-service", &cred{s: s, token: stok.AccessToken, key: svc.dpop}},
+		{"smart-user", &cred{s: s, token: utok.AccessToken, key: key}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				req := httptest.NewRequest("GET", s.origin+path, nil)
+				if bc.c.key == nil {
+					req.Header.Set("Authorization", "Bearer "+bc.c.token)
+				} else {
+					req.Header.Set("Authorization", "DPoP "+bc.c.token)
+					req.Header.Set("DPoP", bc.c.key.Proof("GET", s.origin+path, bc.c.token, time.Now()))
+				}
+				w := httptest.NewRecorder()
+				b.StartTimer()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("%s: %d %s", bc.name, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
