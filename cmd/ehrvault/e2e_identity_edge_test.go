@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,11 +16,12 @@ import (
 
 // TestIdentityEdge checks, on a server with a rate of 2 requests a
 // second per principal and clinicians allowed only from 10.0.0.0/8, the
-// rate limit, the allowlist and the expiry of access tokens (on the SMART
-// server's clock, moved forward).
+// rate limit, the allowlist, and (on the server's clock, moved forward)
+// the session time-outs (absolute: 1 hour) and the expiry of access
+// tokens.
 func TestIdentityEdge(t *testing.T) {
 	t.Parallel()
-	s := newIDServer(t, "--rate-per-principal", "2", "--allow", "role:clinician=10.0.0.0/8")
+	s := newIDServer(t, "--rate-per-principal", "2", "--allow", "role:clinician=10.0.0.0/8", "--absolute-timeout", "1h")
 	pats := s.importSynthetic(5, 1)
 	op := s.op_()
 
@@ -60,6 +62,49 @@ func TestIdentityEdge(t *testing.T) {
 		nurse := s.enroll("nurse-near", "nurse")
 		tok = s.authorize(s.login(nurse, "otp", ""), app, "user/Patient.rs", "", key)
 		(&cred{s: s, token: tok.AccessToken, key: key}).get("/Patient/"+pats[0]).want(t, 200)
+	})
+
+	t.Run("session timeouts", func(t *testing.T) {
+		s.sub(t)
+		defer s.offset.Store(0)
+		key, _ := s.device("ws-timeouts")
+		app := s.app("Night viewer", "user/Patient.rs")
+		p := s.enroll("nurse-night", "nurse")
+		b := s.login(p, "otp", "")
+		tok := s.authorize(b, app, "user/Patient.rs offline_access", "", key)
+		refresh := func(rt string) *tokenAnswer {
+			return s.tokenRequest(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {app.ID}}, key)
+		}
+		s.offset.Store(int64(14 * time.Minute))
+		s.page(b, "GET", "/auth/", nil).want(t, 200) // touches the idle timer
+		s.offset.Store(int64(28 * time.Minute))
+		s.page(b, "GET", "/auth/", nil).want(t, 200)
+		s.offset.Store(int64(44 * time.Minute))
+		// Tokens outlive the browser's idleness...
+		second := refresh(tok.RefreshToken)
+		if second.status != 200 {
+			t.Fatalf("refresh after the browser went idle: %d %s", second.status, second.body)
+		}
+		(&cred{s: s, token: second.AccessToken, key: key}).get("/Patient/"+pats[0]).want(t, 200)
+		// ... until the browser comes back and finds the session idle:
+		// then it ends, with its tokens.
+		if r := s.page(b, "GET", "/auth/", nil); r.status != 303 || !strings.HasPrefix(r.header.Get("Location"), "/auth/login") {
+			t.Errorf("the browser after 16 idle minutes: %d %q, want the login page", r.status, r.header.Get("Location"))
+		}
+		if a := refresh(second.RefreshToken); a.status == 200 {
+			t.Error("a refresh token works after its session was found idle")
+		}
+		// The absolute time-out (1h here) ends tokens too.
+		b = s.login(p, "recovery", p.recovery[0])
+		tok = s.authorize(b, app, "user/Patient.rs offline_access", "", key)
+		s.offset.Store(int64(44*time.Minute + 50*time.Minute))
+		if second = refresh(tok.RefreshToken); second.status != 200 {
+			t.Fatalf("refresh 50 minutes after login: %d %s", second.status, second.body)
+		}
+		s.offset.Store(int64(44*time.Minute + time.Hour + time.Minute))
+		if a := refresh(second.RefreshToken); a.status == 200 {
+			t.Error("a refresh token works past the session's absolute time-out")
+		}
 	})
 
 	t.Run("expired token", func(t *testing.T) {

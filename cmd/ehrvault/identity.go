@@ -59,6 +59,7 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		IdleTimeout:     sf.idleTimeout,
 		AbsoluteTimeout: sf.absoluteTimeout,
 		SourceAddr:      source,
+		Now:             sf.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)

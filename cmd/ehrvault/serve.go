@@ -43,8 +43,9 @@ type serveFlags struct {
 	absoluteTimeout              time.Duration
 	accessTTL                    time.Duration
 	allowUnencrypted             bool
-	// now, if set, is the clock of the SMART authorization server and
-	// its token checks (tests only; no flag sets it).
+	// now, if set, is the clock of the login sessions and of the SMART
+	// authorization server and its token checks (tests only; no flag
+	// sets it).
 	now func() time.Time
 }
 
