@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/ehrvault/ehrvault/internal/audit"
+	"github.com/ehrvault/ehrvault/internal/auth/dpop"
 	"github.com/ehrvault/ehrvault/internal/auth/dpop/dpoptest"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/auth/users"
@@ -117,6 +123,13 @@ func TestIdentityScopes(t *testing.T) {
 		// B's are not, by any path.
 		me.get("/Observation/"+w.bObs).want(t, 404)
 		me.get("/Patient/"+w.b).want(t, 404)
+		me.get("/Observation/"+w.bObs+"/_history/1").want(t, 404)
+		me.get("/Observation/"+w.bObs+"/_history").want(t, 404)
+		if r := me.get("/Observation/_history?_count=1000").want(t, 200); len(r.entries()) == 0 {
+			t.Error("the type history shows nothing of A's")
+		} else {
+			w.noB(t, r)
+		}
 		for _, q := range []string{"/Observation?patient=" + w.b, "/Observation?subject=Patient/" + w.b, "/Observation?_id=" + w.bObs,
 			"/Patient?_id=" + w.b, "/Patient?_id=" + w.b + "&_revinclude=Observation:subject"} {
 			r := me.get(q).want(t, 200)
@@ -184,8 +197,8 @@ func TestIdentityScopes(t *testing.T) {
 			t.Errorf("conditional create matching only B's: %d %.300s; want 201, a new record of A's", r.status, r.body)
 		}
 		r = me.send("PUT", "/Observation?identifier=urn:test:cond|b-2", obsBody(w.a, ident("b-2")))
-		if (r.status != 201 && r.status != 403 && r.status != 404) || r.str("id") == b2 || strings.Contains(string(r.body), b2) {
-			t.Errorf("conditional update matching only B's: %d %.300s; want a new record or a refusal", r.status, r.body)
+		if r.status != 201 || r.str("id") == b2 || strings.Contains(string(r.body), b2) || r.str("subject.reference") != "Patient/"+w.a {
+			t.Errorf("conditional update matching only B's: %d %.300s; want 201, a new record of A's", r.status, r.body)
 		}
 		for _, id := range []string{b1, b2} {
 			if v := op.get("/Observation/"+id).want(t, 200); v.str("meta.versionId") != "1" || v.str("subject.reference") != "Patient/"+w.b {
@@ -251,14 +264,15 @@ func TestIdentityScopes(t *testing.T) {
 		if next == "" {
 			t.Fatal("no next link for the operator")
 		}
-		if r := lab.get(next); r.status == 200 {
-			for _, res := range r.entries() {
-				if !isLab(res) || res["subject"].(map[string]any)["reference"] != "Patient/"+w.a {
-					t.Errorf("the operator's cursor shows %s (%v) to the lab app", key(res), res["category"])
-				}
+		// It is the lab app's own search from there on: filtered.
+		r := lab.get(next).want(t, 200)
+		if len(r.entries()) == 0 {
+			t.Error("the replayed cursor found nothing; want A's laboratory Observations")
+		}
+		for _, res := range r.entries() {
+			if !isLab(res) || res["subject"].(map[string]any)["reference"] != "Patient/"+w.a {
+				t.Errorf("the operator's cursor shows %s (%v) to the lab app", key(res), res["category"])
 			}
-		} else if r.status != 400 && r.status != 404 && r.status != 410 {
-			t.Errorf("the operator's cursor replayed: %d", r.status)
 		}
 	})
 
@@ -286,6 +300,32 @@ func TestIdentityScopes(t *testing.T) {
 		if a := s.credentials(svc, "system/Observation.rs"); a.status != 400 || a.Err != "invalid_scope" {
 			t.Errorf("a service asking only for scopes it lacks: %d %q, want 400 invalid_scope", a.status, a.Err)
 		}
+		// Forged assertions: alg none, and HS256 keyed with the public key.
+		claims := fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":%q,"jti":%q,"exp":%d}`, svc.client.ID, svc.client.ID, s.origin+smart.PathToken, randHex(16), s.now().Add(time.Minute).Unix())
+		enc := base64.RawURLEncoding.EncodeToString
+		none := enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc([]byte(claims)) + "."
+		pubJSON, _ := json.Marshal(jose.JSONWebKey{Key: &svc.key.PublicKey})
+		hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pubJSON}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hsJWS, err := hs.Sign([]byte(claims))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs256, _ := hsJWS.CompactSerialize()
+		for name, a := range map[string]string{"alg none": none, "HS256 with the public key": hs256} {
+			r := s.tokenRequest(url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.rs"},
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, svc.dpop)
+			if r.status != 401 || r.Err != "invalid_client" || r.AccessToken != "" {
+				t.Errorf("an assertion with %s: %d %q, want 401 invalid_client", name, r.status, r.Err)
+			}
+		}
+		// A DPoP proof with alg none at the FHIR API.
+		req := me.request("GET", "/Patient/"+w.a, "")
+		proof := enc([]byte(`{"alg":"none","typ":"dpop+jwt"}`)) + "." + enc([]byte(fmt.Sprintf(`{"jti":%q,"htm":"GET","htu":%q,"iat":%d,"ath":%q}`, randHex(8), s.origin+"/fhir/Patient/"+w.a, s.now().Unix(), dpop.ATH(tok.AccessToken)))) + "."
+		req.Header.Set("DPoP", proof)
+		me.do(req).want(t, 401)
 		other := s.program(smart.ClientService, "Other", "system/Patient.r")
 		other.key = svc.key // signs with a key not registered for it
 		if a := s.credentials(other, "system/Patient.r"); a.status != 401 || a.Err != "invalid_client" {
@@ -425,6 +465,86 @@ func TestIdentityAttacks(t *testing.T) {
 		if a := refresh(second.RefreshToken); a.status == 200 {
 			t.Error("the family's newest refresh token still works after reuse was detected")
 		}
+	})
+
+	t.Run("revocation", func(t *testing.T) {
+		s.sub(t)
+		tok := s.authorize(w.browser, app, scope, w.a, w.key)
+		me := &cred{s: s, token: tok.AccessToken, key: w.key}
+		me.get("/Patient/"+w.a).want(t, 200)
+		other := s.app("Other app", "patient/*.rs")
+		revoke := func(clientID, token string) *idResponse {
+			req, _ := http.NewRequest("POST", s.origin+smart.PathRevoke, strings.NewReader(url.Values{"client_id": {clientID}, "token": {token}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return s.do(s.client(false), req)
+		}
+		revoke(other.ID, tok.AccessToken) // another client's token: ignored (RFC 7009 answers 200)
+		me.get("/Patient/"+w.a).want(t, 200)
+		revoke(app.ID, tok.AccessToken).want(t, 200)
+		me.get("/Patient/"+w.a).want(t, 401)
+		// Revoking the refresh token ends the family.
+		second := s.tokenRequest(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {app.ID}}, w.key)
+		if second.status != 200 {
+			t.Fatalf("refresh: %d %s", second.status, second.body)
+		}
+		revoke(app.ID, second.RefreshToken).want(t, 200)
+		(&cred{s: s, token: second.AccessToken, key: w.key}).get("/Patient/"+w.a).want(t, 401)
+	})
+
+	t.Run("PKCE", func(t *testing.T) {
+		s.sub(t)
+		base := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {app.RedirectURIs[0]}, "scope": {scope},
+			"state": {"s1"}, "aud": {s.origin + "/fhir"}}
+		for name, extra := range map[string]url.Values{
+			"missing":   {},
+			"plain":     {"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"plain"}},
+			"no method": {"code_challenge": {strings.Repeat("a", 43)}},
+		} {
+			q := url.Values{}
+			for k, v := range base {
+				q[k] = v
+			}
+			for k, v := range extra {
+				q[k] = v
+			}
+			r := s.page(w.browser, "GET", smart.PathAuthorize+"?"+q.Encode(), nil)
+			if r.status != 303 || s.redirectQuery(r).Get("error") != "invalid_request" || s.redirectQuery(r).Get("code") != "" {
+				t.Errorf("PKCE %s: %d %q, want a redirect with invalid_request", name, r.status, r.header.Get("Location"))
+			}
+		}
+		// A code with the wrong verifier is refused.
+		verifier := randHex(32)
+		sum := sha256.Sum256([]byte(verifier))
+		q := url.Values{}
+		for k, v := range base {
+			q[k] = v
+		}
+		q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+		q.Set("code_challenge_method", "S256")
+		r := s.page(w.browser, "GET", smart.PathAuthorize+"?"+q.Encode(), nil).want(t, 200)
+		form := url.Values{"decision": {"approve"}, "patient": {w.a}}
+		for _, m := range hiddenRE.FindAllSubmatch(r.body, -1) {
+			form.Set(html.UnescapeString(string(m[1])), html.UnescapeString(string(m[2])))
+		}
+		code := s.redirectQuery(s.page(w.browser, "POST", smart.PathAuthorize, form).want(t, 303)).Get("code")
+		s.secrets.add("authorization code", code)
+		exchange := func(v string) *tokenAnswer {
+			return s.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {app.RedirectURIs[0]}, "code_verifier": {v}, "client_id": {app.ID}}, w.key)
+		}
+		if a := exchange(randHex(32)); a.status != 400 || a.Err != "invalid_grant" {
+			t.Errorf("a wrong code_verifier: %d %q, want invalid_grant", a.status, a.Err)
+		}
+		// The code works once; a second use revokes what the first got.
+		first := exchange(verifier)
+		if first.status != 200 {
+			t.Fatalf("the right verifier: %d %s", first.status, first.body)
+		}
+		me := &cred{s: s, token: first.AccessToken, key: w.key}
+		me.get("/Patient/"+w.a).want(t, 200)
+		if a := exchange(verifier); a.status != 400 || a.Err != "invalid_grant" {
+			t.Errorf("a code used twice: %d %q, want invalid_grant", a.status, a.Err)
+		}
+		me.get("/Patient/"+w.a).want(t, 401)
 	})
 
 	t.Run("users", func(t *testing.T) {
