@@ -473,6 +473,23 @@ func (s *idServer) device(label string) (*dpoptest.Key, string) {
 	return &dpoptest.Key{Private: priv, JWK: k.Public(), JKT: k.JKT()}, d.ID
 }
 
+// cli runs an ehrvault command beside the server, as an operator would
+// in another terminal, and returns its output and exit status.
+func (s *idServer) cli(args ...string) (string, int) {
+	var out bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(k string) string {
+		switch k {
+		case PassphraseEnv:
+			return testPassphrase
+		case insecureKDFEnv:
+			return "1"
+		}
+		return ""
+	}}
+	st := c.main(context.Background(), args)
+	return out.String(), st
+}
+
 // app registers a SMART app allowed scopes, as "client add-app" does.
 func (s *idServer) app(name, scopes string) *smart.Client {
 	s.t.Helper()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/ehrvault/ehrvault/internal/audit"
+	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/auth/dpop"
 	"github.com/ehrvault/ehrvault/internal/auth/dpop/dpoptest"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
@@ -547,13 +549,90 @@ func TestIdentityAttacks(t *testing.T) {
 		me.get("/Patient/"+w.a).want(t, 401)
 	})
 
+	t.Run("devices and clients", func(t *testing.T) {
+		s.sub(t)
+		// A device whose disk is not encrypted is not approved, and its
+		// key gets no token.
+		code, _, err := s.v.devices.NewCode(ctx, "laptop", devices.Workstation, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dk, err := devices.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof, err := dk.Proof("enroll", code, &devices.Posture{OS: "windows", OSVersion: "11", DiskEncrypted: false}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := s.v.devices.Enroll(ctx, proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.v.devices.Approve(ctx, d.ID, "test"); err == nil {
+			t.Error("a device without disk encryption was approved")
+		}
+		priv := dk.Signer().(*ecdsa.PrivateKey)
+		if a, _ := s.tryAuthorize(w.browser, app, scope, w.a, &dpoptest.Key{Private: priv, JWK: dk.Public(), JKT: dk.JKT()}); a == nil || a.status == 200 {
+			t.Errorf("a code exchanged with an unencrypted device's key: %+v", a)
+		}
+		// Removing a client ends its tokens within a second.
+		gone := s.app("Gone app", "patient/*.rs")
+		tok := s.authorize(w.browser, gone, scope, w.a, w.key)
+		me := &cred{s: s, token: tok.AccessToken, key: w.key}
+		me.get("/Patient/"+w.a).want(t, 200)
+		if out, st := s.cli("client", "remove", "--data", s.dir, gone.ID); st != 0 {
+			t.Fatalf("client remove: %d %s", st, out)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for me.get("/Patient/"+w.a).status != 401 {
+			if time.Now().After(deadline) {
+				t.Fatal("a removed client's token still works after 3 s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("pages", func(t *testing.T) {
+		s.sub(t)
+		// A login form without its CSRF field is refused before the
+		// password is looked at.
+		b := s.client(true)
+		s.page(b, "GET", "/auth/login", nil).want(t, 200)
+		s.page(b, "POST", "/auth/login", url.Values{"username": {w.clinician.name}, "password": {w.clinician.password}}).want(t, 403)
+		// A clinician's session is no admin's.
+		for _, p := range []string{"/admin/users", "/admin/devices"} {
+			if r := s.page(w.browser, "GET", p, nil); r.status != 403 && r.status != 401 {
+				t.Errorf("GET %s with a clinician's session: %d, want 403", p, r.status)
+			}
+		}
+		// A SMART token is no credential for the admin API.
+		tok := s.authorize(w.browser, app, scope, w.a, w.key)
+		req, _ := http.NewRequest("GET", s.origin+"/admin/users", nil)
+		req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+		req.Header.Set("DPoP", w.key.Proof("GET", s.origin+"/admin/users", tok.AccessToken, s.now()))
+		if r := s.do(s.client(false), req); r.status != 401 && r.status != 403 {
+			t.Errorf("the admin API with a SMART token: %d", r.status)
+		}
+		// The operator's token is.
+		req, _ = http.NewRequest("GET", s.origin+"/admin/users", nil)
+		req.Header.Set("Authorization", "Bearer "+s.op)
+		s.do(s.client(false), req).want(t, 200)
+	})
+
 	t.Run("users", func(t *testing.T) {
 		s.sub(t)
 		for _, end := range []struct {
 			name string
 			kill func(p *person) error
 		}{
-			{"disabled", func(p *person) error { return s.v.users.Disable(ctx, p.id) }},
+			{"disabled", func(p *person) error {
+				// by the operator, in another process, beside the server
+				if out, st := s.cli("user", "disable", "--data", s.dir, p.name); st != 0 {
+					return fmt.Errorf("user disable: %d %s", st, out)
+				}
+				return nil
+			}},
 			{"password changed", func(p *person) error { return s.v.users.SetPassword(ctx, p.id, "a brand new long passphrase "+p.name) }},
 			{"mfa reset", func(p *person) error { _, err := s.v.users.ResetMFA(ctx, p.id); return err }},
 		} {
@@ -662,10 +741,19 @@ func TestIdentityAttacks(t *testing.T) {
 			leaves = append(leaves, f.Leaf...)
 		}
 		for _, want := range []string{smart.ActionTokenIssue + "/success", smart.ActionTokenRefresh + "/success", smart.ActionTokenRevoke + "/denied",
-			smart.ActionAuthFailure + "/denied", users.ActionLogin + "/failure", users.ActionSecondStep + "/failure", users.ActionLogin + "/denied"} {
+			smart.ActionAuthFailure + "/denied", users.ActionLogin + "/failure", users.ActionSecondStep + "/failure", users.ActionLogin + "/denied", users.ActionDisable + "/success"} {
 			if count[want] == 0 {
 				t.Errorf("no %s in the audit log; have %v", want, count)
 			}
+		}
+		from := map[string]bool{}
+		for _, f := range found {
+			if f.Entry.Action == users.ActionLogin && f.Entry.Outcome != "success" {
+				from[f.Entry.Source] = true
+			}
+		}
+		if !from["10.1.1.1"] || !from["10.2.2.2"] {
+			t.Errorf("login failures recorded from %v, want the forwarded addresses 10.1.1.1 and 10.2.2.2", from)
 		}
 		raw, err := os.ReadFile(filepath.Join(s.dir, auditFileName))
 		if err != nil {
