@@ -125,6 +125,22 @@ func TestIdentityEdge(t *testing.T) {
 			t.Errorf("an expired token: %d %q, want 401 invalid_token", r.status, r.header.Get("WWW-Authenticate"))
 		}
 	})
+
+	// Last: it leaves 127.0.0.1 throttled on the login page.
+	t.Run("untrusted X-Forwarded-For", func(t *testing.T) {
+		s.sub(t)
+		b := s.client(true)
+		csrf := s.csrf(s.page(b, "GET", "/auth/login", nil).want(t, 200))
+		// Without --trusted-proxy a forged header is no new address:
+		// failures for several accounts from "several addresses" add up
+		// on 127.0.0.1.
+		for i := range 3 {
+			s.page(b, "POST", "/auth/login", url.Values{"csrf": {csrf}, "username": {"nobody-" + strconv.Itoa(i)}, "password": {"guess guess guess"}},
+				"X-Forwarded-For", "10.9.9."+strconv.Itoa(i)).want(t, 401)
+		}
+		s.page(b, "POST", "/auth/login", url.Values{"csrf": {csrf}, "username": {"nobody-9"}, "password": {"guess guess guess"}},
+			"X-Forwarded-For", "10.9.9.9").want(t, 429)
+	})
 }
 
 // BenchmarkIdentityRequest measures a FHIR read through serve's handler
