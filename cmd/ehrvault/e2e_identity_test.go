@@ -187,6 +187,22 @@ func TestIdentityScopes(t *testing.T) {
 		me.send("PUT", "/Observation/"+w.bObs, strings.Replace(obsBody(w.a, ""), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"`+w.bObs+`",`, 1)).want(t, 403)
 		me.send("DELETE", "/Observation/"+id, "").want(t, 403) // no d scope
 
+		// A transaction or batch that writes for B writes nothing for B.
+		before := len(op.all("/Observation?patient=" + w.b + "&_count=200"))
+		for _, typ := range []string{"transaction", "batch"} {
+			bundle := `{"resourceType":"Bundle","type":"` + typ + `","entry":[{"fullUrl":"urn:uuid:0b3a2e1c-0000-4000-8000-000000000001","resource":` + obsBody(w.a, "") + `,"request":{"method":"POST","url":"Observation"}},{"fullUrl":"urn:uuid:0b3a2e1c-0000-4000-8000-000000000002","resource":` + obsBody(w.b, "") + `,"request":{"method":"POST","url":"Observation"}}]}`
+			r := me.send("POST", "", bundle)
+			switch {
+			case typ == "transaction" && r.status != 403:
+				t.Errorf("a transaction writing for B: %d, want 403: %.300s", r.status, r.body)
+			case typ == "batch" && r.status == 200 && !strings.HasPrefix(r.str("entry.1.response.status"), "403"):
+				t.Errorf("a batch entry writing for B: %q, want 403", r.str("entry.1.response.status"))
+			}
+		}
+		if after := len(op.all("/Observation?patient=" + w.b + "&_count=200")); after != before {
+			t.Errorf("B has %d Observations after the Bundles, had %d", after, before)
+		}
+
 		// Conditional writes whose query matches only B's record neither
 		// touch nor reveal it: it does not exist for this app.
 		ident := func(v string) string {
