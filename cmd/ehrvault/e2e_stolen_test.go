@@ -21,7 +21,7 @@ import (
 
 // writeSynthetic writes the shared resources and n synthetic patients of
 // seed into a temporary folder, as "ehrvault synth" does.
-func writeSynthetic(t *testing.T, seed uint64, n int) string {
+func writeSynthetic(t testing.TB, seed uint64, n int) string {
 	t.Helper()
 	dir := t.TempDir()
 	g := synth.New(seed)

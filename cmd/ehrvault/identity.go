@@ -59,6 +59,7 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		IdleTimeout:     sf.idleTimeout,
 		AbsoluteTimeout: sf.absoluteTimeout,
 		SourceAddr:      source,
+		Now:             sf.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
@@ -101,6 +102,7 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		// that URL's (a proof made for another server names another).
 		RequestURL: func(r *http.Request) string { return scheme + "://" + r.Host + r.URL.EscapedPath() },
 		AccessTTL:  sf.accessTTL,
+		Now:        sf.now,
 		Log:        log,
 	})
 	if err != nil {

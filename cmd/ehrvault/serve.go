@@ -43,6 +43,10 @@ type serveFlags struct {
 	absoluteTimeout              time.Duration
 	accessTTL                    time.Duration
 	allowUnencrypted             bool
+	// now, if set, is the clock of the login sessions and of the SMART
+	// authorization server and its token checks (tests only; no flag
+	// sets it).
+	now func() time.Time
 }
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
@@ -175,29 +179,12 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 	if err != nil {
 		return err
 	}
-	id, err := newIdentity(ctx, v, sf, origin, log)
+	handler, err := newHandler(ctx, v, sf, origin, log)
 	if err != nil {
 		return err
 	}
-	h := api.New(api.Config{
-		Records:      v.records,
-		Auth:         id,
-		Log:          log,
-		MaxBody:      sf.maxBody,
-		BaseURL:      sf.baseURL,
-		Version:      version,
-		SearchParams: v.searchParams,
-		Audit:        v.audit,
-		AuditLog:     v.audit,
-		Search:       v.search,
-		Grants:       id,
-		Gate:         id.gate,
-	})
-	mux := http.NewServeMux()
-	mux.Handle("/", h)
-	id.mount(mux)
 	srv := &http.Server{
-		Handler:           edge.SecurityHeaders(id.limiter.Middleware(mux)),
+		Handler:           handler,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
@@ -251,6 +238,33 @@ func (c *cli) serve(ctx context.Context, v *vault, ln net.Listener, sf *serveFla
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return v.auditCommand(context.Background(), &audit.Entry{Action: audit.ActionServerStop, Outcome: audit.OutcomeSuccess})
+}
+
+// newHandler builds what serve answers at origin: the FHIR API beside the
+// identity endpoints, behind the network edge's headers and rate limits.
+func newHandler(ctx context.Context, v *vault, sf *serveFlags, origin string, log *slog.Logger) (http.Handler, error) {
+	id, err := newIdentity(ctx, v, sf, origin, log)
+	if err != nil {
+		return nil, err
+	}
+	h := api.New(api.Config{
+		Records:      v.records,
+		Auth:         id,
+		Log:          log,
+		MaxBody:      sf.maxBody,
+		BaseURL:      sf.baseURL,
+		Version:      version,
+		SearchParams: v.searchParams,
+		Audit:        v.audit,
+		AuditLog:     v.audit,
+		Search:       v.search,
+		Grants:       id,
+		Gate:         id.gate,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	id.mount(mux)
+	return edge.SecurityHeaders(id.limiter.Middleware(mux)), nil
 }
 
 // auditPublishers lists where checkpoints go, by kind.

@@ -116,7 +116,7 @@ type Handler struct {
 
 // New returns the API handler.
 func New(c Config) *Handler {
-	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now, audit: c.Audit, alog: c.AuditLog, engine: c.Search, access: c.Access}
+	h := &Handler{rec: c.Records, auth: c.Auth, log: c.Log, maxBody: c.MaxBody, base: strings.TrimRight(c.BaseURL, "/"), version: c.Version, now: c.Now, audit: c.Audit, alog: c.AuditLog, engine: c.Search, access: c.Access, grants: c.Grants, gate: c.Gate}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,18 +153,26 @@ func (h *Handler) readable(q *request, typ string) bool {
 // principal read without granular filters, within what the client asked
 // for in _type.
 func (h *Handler) everythingTypes(q *request, form url.Values) url.Values {
-	if !h.scoped(q) {
+	if !h.scoped(q) || form.Has("_page") {
+		// A cursor stands for the query of its first page, limited then.
 		return form
 	}
-	asked := map[string]bool{}
+	// The candidates: what the client asked for (a type outside the
+	// compartment still gets the engine's error), else the compartment.
+	var asked []string
 	for _, v := range form["_type"] {
 		for _, t := range strings.Split(v, ",") {
-			asked[strings.TrimSpace(t)] = true
+			if t = strings.TrimSpace(t); t != "" && !slices.Contains(asked, t) {
+				asked = append(asked, t)
+			}
 		}
 	}
+	if len(asked) == 0 {
+		asked = search.CompartmentTypes()
+	}
 	var types []string
-	for _, t := range fhir.ResourceTypes() {
-		if (len(asked) == 0 || asked[t]) && h.readable(q, t) {
+	for _, t := range asked {
+		if h.readable(q, t) {
 			types = append(types, t)
 		}
 	}

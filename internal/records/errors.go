@@ -76,7 +76,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.cause }
 
 // issueCode is the OperationOutcome issue type for each code.
-var issueCode = [...]string{"exception", "invalid", "processing", "not-found", "deleted", "conflict", "conflict", "not-supported", "transient"}
+var issueCode = [...]string{"exception", "invalid", "processing", "not-found", "deleted", "conflict", "conflict", "not-supported", "transient", "forbidden"}
 
 func newError(c Code, path, format string, args ...any) *Error {
 	return &Error{Code: c, Issues: []fhir.Issue{{

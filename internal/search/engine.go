@@ -454,6 +454,10 @@ func (e *Engine) compartmentCond(h *hasher, typ, id string) (store.Cond, bool) {
 
 // compartmentTypes lists the types in the patient compartment, Patient
 // first, in the order of the CompartmentDefinition.
+// CompartmentTypes lists the resource types of the patient compartment:
+// the types $everything may return.
+func CompartmentTypes() []string { return compartmentTypes() }
+
 func compartmentTypes() []string {
 	out := []string{"Patient"}
 	for _, cd := range patientCompartment {

@@ -54,10 +54,16 @@ func (s Scope) String() string {
 	}
 	out := s.Context + "/" + s.Type + "." + s.Perms
 	if len(s.Query) > 0 {
-		out += "?" + s.Query.Encode()
+		out += "?" + queryReadable.Replace(s.Query.Encode())
 	}
 	return out
 }
+
+// queryReadable undoes the escaping of the characters SMART's granular
+// scopes are written with (system|code URLs), which a scope may hold as
+// they are (RFC 6749 section 3.3): a client then finds its granted scope
+// spelled as it asked for it.
+var queryReadable = strings.NewReplacer("%3A", ":", "%2F", "/", "%7C", "|")
 
 // Has reports whether s grants interaction i ('c','r','u','d','s').
 func (s Scope) Has(i byte) bool { return strings.IndexByte(s.Perms, i) >= 0 }

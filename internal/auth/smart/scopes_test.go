@@ -14,7 +14,8 @@ func TestParseScope(t *testing.T) {
 		{"user/Patient.write", "user/Patient.cud"},
 		{"patient/*.*", "patient/*.cruds"},
 		{"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
-			"patient/Observation.rs?category=http%3A%2F%2Fterminology.hl7.org%2FCodeSystem%2Fobservation-category%7Claboratory"},
+			"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"},
+		{"patient/Observation.rs?code=a%26b%3Ac", "patient/Observation.rs?code=a%26b:c"},
 		{"launch/patient", "launch/patient"},
 		{"offline_access", "offline_access"},
 	}
