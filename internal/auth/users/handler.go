@@ -32,14 +32,14 @@ type page struct {
 	Next     string
 	Error    string
 	User     string
-	WebAuthn bool     // offer WebAuthn
-	TOTP     bool     // offer TOTP
-	Secret   string   // TOTP secret being enrolled
-	URI      string   // its otpauth:// URI
-	Codes    []string // recovery codes, shown once
-	Action   string   // form action
-	Step     string   // enrollment step
-	Done     bool     // a factor is enrolled: enrollment may finish
+	WebAuthn bool         // offer WebAuthn
+	TOTP     bool         // offer TOTP
+	Secret   string       // TOTP secret being enrolled
+	URI      template.URL // its otpauth:// URI (built here, so trusted as a link)
+	Codes    []string     // recovery codes, shown once
+	Action   string       // form action
+	Step     string       // enrollment step
+	Done     bool         // a factor is enrolled: enrollment may finish
 }
 
 // Handler returns the login pages, to mount at /auth/ (paths are
@@ -331,7 +331,9 @@ func (s *Service) enrollPage(ctx context.Context, ss *session, u *user) page {
 	case stageFactor:
 		p.Step = "factor"
 		p.Secret = ss.Pending
-		p.URI = s.totpURI(u, ss.Pending)
+		// html/template would replace an otpauth: link with #ZgotmplZ;
+		// this one is the server's own, its parts escaped by totpURI.
+		p.URI = template.URL(s.totpURI(u, ss.Pending))
 		p.WebAuthn = s.wa != nil
 		p.Done = len(u.WebAuthn) > 0
 	default:
