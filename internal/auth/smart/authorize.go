@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -205,6 +206,27 @@ func setPageHeaders(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 }
 
+// cspHost is what a CSP host-source can name: DNS names and IPv4
+// addresses, with a port.
+var cspHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
+
+// formAction is the consent form's CSP form-action: this server, which
+// the form posts to, and the app's redirect URI, which the answer
+// redirects to. Browsers check a redirect after a form post against
+// form-action too, so 'self' alone stops every answer on its way back to
+// the app. redirect is registered (validRedirect), hence parseable; a
+// host CSP cannot name (an IPv6 literal) falls back to its scheme.
+func formAction(redirect string) string {
+	u, err := url.Parse(redirect)
+	if err != nil {
+		return "'self'"
+	}
+	if (u.Scheme == "https" || u.Scheme == "http") && cspHost.MatchString(u.Host) {
+		return "'self' " + u.Scheme + "://" + u.Host
+	}
+	return "'self' " + u.Scheme + ":"
+}
+
 type consentPage struct {
 	App       string
 	Scopes    []string
@@ -238,6 +260,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, req *authzReque
 	if problem != "" {
 		status = http.StatusBadRequest
 	}
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction(req.params.Get("redirect_uri"))+"; frame-ancestors 'none'")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if err := consentTmpl.Execute(w, pg); err != nil {

@@ -670,3 +670,27 @@ func TestConcurrentRedemption(t *testing.T) {
 		}
 	}
 }
+
+// The consent page's form-action lets the answer reach the app: browsers
+// check the redirect after the form post against it.
+func TestConsentFormAction(t *testing.T) {
+	e := newEnv(t)
+	_, challenge := pkce()
+	w := e.do("GET", PathAuthorize+"?"+e.authzParams(challenge).Encode(), nil, cookie("sess-1"))
+	if w.Code != http.StatusOK {
+		t.Fatalf("consent page: %d", w.Code)
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://app.example.com;") {
+		t.Errorf("consent page CSP %q, want form-action 'self' and the app's origin", csp)
+	}
+	for in, want := range map[string]string{
+		"https://app.example.com:8443/cb?x=1": "'self' https://app.example.com:8443",
+		"http://127.0.0.1:5000/callback":      "'self' http://127.0.0.1:5000",
+		"http://[::1]:5000/callback":          "'self' http:",
+		"org.example.app:/callback":           "'self' org.example.app:",
+	} {
+		if got := formAction(in); got != want {
+			t.Errorf("formAction(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
