@@ -145,9 +145,11 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, name string, p pa
 	var te *ThrottledError
 	switch {
 	case errors.As(err, &te):
-		secs := int(te.RetryAfter.Round(time.Second) / time.Second)
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		p.Error = "Too many failed attempts. Try again in " + te.RetryAfter.Round(time.Second).String() + "."
+		// Whole seconds, rounded up: "Try again in 0s" while the wait
+		// lasts would only make the person try at once, and fail.
+		wait := max((te.RetryAfter + time.Second - 1).Truncate(time.Second), time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		p.Error = "Too many failed attempts. Try again in " + wait.String() + "."
 		s.render(w, r, http.StatusTooManyRequests, name, p)
 	case errors.Is(err, errCode), errors.Is(err, auth.ErrUnauthenticated):
 		if p.Error == "" {

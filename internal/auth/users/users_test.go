@@ -868,3 +868,17 @@ func TestUserEnrollmentCodeConcurrentUse(t *testing.T) {
 		t.Errorf("%d concurrent uses of one enrollment code won, want exactly 1 (%v)", wins, errs)
 	}
 }
+
+// A throttled page says a wait of at least a second, rounded up, and so
+// does its Retry-After.
+func TestThrottledPageWait(t *testing.T) {
+	e := newEnv(t)
+	for d, want := range map[time.Duration]string{400 * time.Millisecond: "1s", 1500 * time.Millisecond: "2s", 4 * time.Second: "4s"} {
+		w := httptest.NewRecorder()
+		e.svc.fail(w, httptest.NewRequest("POST", "/auth/login", nil), "login", page{Title: "Sign in"}, &ThrottledError{RetryAfter: d})
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != strings.TrimSuffix(want, "s") ||
+			!strings.Contains(w.Body.String(), "Try again in "+want+".") {
+			t.Errorf("wait %s: %d, Retry-After %q; want 429 saying %s", d, w.Code, w.Header().Get("Retry-After"), want)
+		}
+	}
+}
