@@ -76,10 +76,11 @@ func findBrowser(t *testing.T) string {
 	return ""
 }
 
-// testClock is the identity layer's clock. It stands still unless the
-// test moves it, to pass a TOTP step, a throttling delay or an idle
-// time-out at once, and so that how long a step takes on a busy machine
-// changes nothing.
+// testClock is the identity layer's clock (serveFlags.now: the login
+// sessions and the SMART server), and the app's when it signs DPoP
+// proofs. It stands still unless the test moves it, to pass a TOTP step,
+// a throttling delay or an idle time-out at once, and so that how long a
+// step takes on a busy machine changes nothing.
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -845,7 +846,7 @@ func TestBrowserFlows(t *testing.T) {
 			"code_verifier": {verifier}, "client_id": {app.ID}}
 		redeem := func() (int, []byte) {
 			return e.fetch("POST", tokenURL, strings.NewReader(form.Encode()),
-				"Content-Type", "application/x-www-form-urlencoded", "DPoP", dk.Proof("POST", tokenURL, "", time.Now()))
+				"Content-Type", "application/x-www-form-urlencoded", "DPoP", dk.Proof("POST", tokenURL, "", e.clock.Now()))
 		}
 		stc, b := redeem()
 		var tok struct {
@@ -865,7 +866,7 @@ func TestBrowserFlows(t *testing.T) {
 			u := e.origin + "/fhir/Patient/" + id
 			h := []string{"Authorization", "DPoP " + tok.AccessToken, "Accept", "application/fhir+json"}
 			if withProof {
-				h = append(h, "DPoP", dk.Proof("GET", u, tok.AccessToken, time.Now()))
+				h = append(h, "DPoP", dk.Proof("GET", u, tok.AccessToken, e.clock.Now()))
 			}
 			return e.fetch("GET", u, nil, h...)
 		}
