@@ -208,7 +208,10 @@ func checkAllOpen(t *testing.T, v *vault, typ string) int {
 func patientsStored(t *testing.T, dir string) int {
 	v, err := openVault(context.Background(), dir, []byte(testPassphrase), slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
-		t.Fatalf("open beside the import: %v", err)
+		// The import may hold the database for a moment (on a loaded
+		// machine, longer than the busy timeout): look again later.
+		t.Logf("open beside the import: %v (trying again)", err)
+		return 0
 	}
 	defer v.Close()
 	p, err := v.search.Search(context.Background(), search.Request{Type: "Patient", Params: url.Values{"_summary": {"count"}}})
