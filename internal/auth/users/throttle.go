@@ -5,18 +5,44 @@ import (
 	"time"
 )
 
-// Throttle settings: after throttleFree failures in a row an account or an
-// address must wait throttleBase, doubling with each further failure up to
-// throttleCap. There is never a lock-out: the right password always works
-// once the wait is over, so nobody can keep a doctor out for long by
-// typing wrong passwords on their behalf.
+// Throttle settings: after throttleFree failures in a row an account must
+// wait throttleBase, doubling with each further failure up to throttleCap.
+// There is never a lock-out: the right password always works once the wait
+// is over, so nobody can keep a doctor out for long by typing wrong
+// passwords on their behalf. An account's count ends only with a full
+// login (or a day without failures), so a patient guesser gets a few
+// dozen tries a day at most.
+//
+// A source address is shared: a clinic behind one NAT address, a hospital
+// proxy. Its count starts delaying only after sourceFree failures, and
+// starts over once the address has gone sourceReset without a failure, so
+// that colleagues' typos do not add up into a 15-minute wait for everyone.
 const (
 	throttleFree   = 3
 	throttleBase   = time.Second
 	throttleCap    = 15 * time.Minute
 	throttleForget = 24 * time.Hour // a counter idle this long is forgotten
 	throttleMax    = 100_000        // counters kept; past it the stalest go
+	sourceFree     = 20
+	sourceReset    = 15 * time.Minute
 )
+
+// isSource reports whether a throttle key counts a source address.
+func isSource(k string) bool { return len(k) > 2 && k[:2] == "s:" }
+
+// freeOf is how many failures key may have before it waits.
+func freeOf(k string) int {
+	if isSource(k) {
+		return sourceFree
+	}
+	return throttleFree
+}
+
+// stale reports whether c, of key k, has been idle long enough to forget.
+func stale(k string, c *counter, now time.Time) bool {
+	idle := now.Sub(c.last)
+	return idle > throttleForget || isSource(k) && idle > sourceReset && !now.Before(c.until)
+}
 
 // throttle counts failed logins in memory, per key ("a:" + account
 // lookup, "s:" + source address).
@@ -48,7 +74,7 @@ func (t *throttle) wait(keys ...string) time.Duration {
 		if c == nil {
 			continue
 		}
-		if now.Sub(c.last) > throttleForget {
+		if stale(k, c, now) {
 			delete(t.m, k)
 			continue
 		}
@@ -59,13 +85,16 @@ func (t *throttle) wait(keys ...string) time.Duration {
 	return d
 }
 
-// delay is the wait after n failures.
-func delay(n int) time.Duration {
-	if n < throttleFree {
+// delay is an account's wait after n failures.
+func delay(n int) time.Duration { return delayAfter(n, throttleFree) }
+
+// delayAfter is the wait after n failures when free are free.
+func delayAfter(n, free int) time.Duration {
+	if n < free {
 		return 0
 	}
 	d := throttleBase
-	for i := throttleFree; i < n && d < throttleCap; i++ {
+	for i := free; i < n && d < throttleCap; i++ {
 		d *= 2
 	}
 	return min(d, throttleCap)
@@ -78,6 +107,9 @@ func (t *throttle) fail(keys ...string) {
 	now := t.now()
 	for _, k := range keys {
 		c := t.m[k]
+		if c != nil && stale(k, c, now) {
+			c = nil
+		}
 		if c == nil {
 			if len(t.m) >= throttleMax {
 				t.evict(now)
@@ -87,7 +119,7 @@ func (t *throttle) fail(keys ...string) {
 		}
 		c.failures++
 		c.last = now
-		c.until = now.Add(delay(c.failures))
+		c.until = now.Add(delayAfter(c.failures, freeOf(k)))
 	}
 }
 
@@ -101,7 +133,7 @@ func (t *throttle) succeed(key string) {
 // evict drops forgotten counters, and if none were, the stalest tenth.
 func (t *throttle) evict(now time.Time) {
 	for k, c := range t.m {
-		if now.Sub(c.last) > throttleForget || !now.Before(c.until) && c.failures < throttleFree {
+		if stale(k, c, now) || !now.Before(c.until) && c.failures < freeOf(k) {
 			delete(t.m, k)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -276,14 +277,39 @@ func TestUserThrottleAcrossAddresses(t *testing.T) {
 		t.Errorf("account attacked from 3 addresses, attempt from a 4th: %v, want throttled", err)
 	}
 	b := e.enroll(t, "grace", auth.RoleClinician)
-	for _, n := range []string{"x1", "x2", "x3"} {
-		e.svc.checkLogin(ctx, n, "wrong password here", "192.0.2.50")
+	// An address is shared (a clinic's NAT): a few failures on other
+	// accounts do not hold back a colleague…
+	for i := 0; i < sourceFree-1; i++ {
+		e.svc.checkLogin(ctx, fmt.Sprintf("x%d", i), "wrong password here", "192.0.2.50")
 	}
+	if _, err := e.svc.checkLogin(ctx, b.name, b.password, "192.0.2.50"); err != nil {
+		t.Errorf("address with %d failures on other accounts, a colleague logs in: %v, want it to work", sourceFree-1, err)
+	}
+	// …but an address spraying many accounts is throttled.
+	e.svc.checkLogin(ctx, "x-last", "wrong password here", "192.0.2.50")
 	if _, err := e.svc.checkLogin(ctx, b.name, b.password, "192.0.2.50"); !errors.As(err, &te) {
-		t.Errorf("address that failed on 3 accounts, trying a 4th: %v, want throttled", err)
+		t.Errorf("address that failed on %d accounts, trying another: %v, want throttled", sourceFree, err)
 	}
 	if _, err := e.svc.checkLogin(ctx, b.name, b.password, "192.0.2.51"); err != nil {
 		t.Errorf("another account from another address: %v, want it to work", err)
+	}
+	// The address's count starts over once it has been quiet a while;
+	// an account's does not.
+	e.clock.Add(sourceReset + throttleCap)
+	for i := 0; i < sourceFree-1; i++ {
+		e.svc.checkLogin(ctx, fmt.Sprintf("y%d", i), "wrong password here", "192.0.2.50")
+	}
+	if _, err := e.svc.checkLogin(ctx, b.name, b.password, "192.0.2.50"); err != nil {
+		t.Errorf("after %s quiet, the address's count must start over: %v", sourceReset, err)
+	}
+	c := e.enroll(t, "heidi", auth.RoleClinician)
+	for i := 0; i < throttleFree; i++ {
+		e.svc.checkLogin(ctx, c.name, "wrong password here", "192.0.2.60")
+	}
+	e.clock.Add(sourceReset + time.Minute)
+	e.svc.checkLogin(ctx, c.name, "wrong password here", "192.0.2.61")
+	if _, err := e.svc.checkLogin(ctx, c.name, c.password, "192.0.2.62"); !errors.As(err, &te) {
+		t.Errorf("an account's failures must not start over after %s: %v, want throttled", sourceReset, err)
 	}
 }
 
