@@ -224,9 +224,11 @@ func (s *Service) LoginURL(next string) string {
 }
 
 // Alive returns nil if the session with this id is fully logged in, not
-// past its absolute time-out, and its user is enabled with an unchanged
-// epoch; auth.ErrUnauthenticated otherwise. The idle time-out is the
-// browser's only: tokens issued from a session outlive its idleness.
+// past its absolute time-out nor its idle time-out, and its user is
+// enabled with an unchanged epoch; auth.ErrUnauthenticated otherwise. A
+// token used is the session used: Alive touches its idle timer, so a
+// session ends when neither its browser nor any token issued from it has
+// been used for the idle time-out (ONC 170.315(d)(5)).
 func (s *Service) Alive(ctx context.Context, sessionID string) error {
 	o, err := s.store.AuthObject(ctx, KindSession, sessionID)
 	if err != nil {
@@ -244,6 +246,17 @@ func (s *Service) Alive(ctx context.Context, sessionID string) error {
 	}
 	if _, err := s.liveUser(ctx, ss); err != nil {
 		return err
+	}
+	now := s.now()
+	if !now.Before(ss.Seen.Add(s.idle)) {
+		s.store.DeleteAuthObject(ctx, KindSession, ss.ID)
+		return auth.ErrUnauthenticated
+	}
+	if now.Sub(ss.Seen) >= touchEvery {
+		ss.Seen = now.UTC()
+		// A conflict means another request touched it: fine.
+		s.store.UpdateAuthObject(ctx, store.AuthObject{Kind: KindSession, ID: ss.ID, Parent: ss.User,
+			Lookup: o.Lookup, Data: s.sealSession(ss), Version: ss.version, Expires: s.deadline(ss)})
 	}
 	return nil
 }

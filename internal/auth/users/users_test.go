@@ -389,17 +389,28 @@ func TestUserSessionTimeouts(t *testing.T) {
 	}
 }
 
-// Alive ignores idleness: tokens issued from a session outlive it.
-func TestUserAliveIgnoresIdle(t *testing.T) {
+// Alive is activity: a session whose tokens are used stays alive without
+// its browser, and one used by neither dies for both.
+func TestUserAliveIsActivity(t *testing.T) {
 	e := newEnv(t)
 	a := e.enroll(t, "ivan", auth.RoleClinician)
 	_, p, err := e.svc.Login(context.Background(), a.name, a.password, auth.FactorTOTP, e.code(t, a, 0), "192.0.2.9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(time.Hour)
-	if err := e.svc.Alive(context.Background(), p.Session); err != nil {
-		t.Errorf("Alive after an idle hour: %v, want nil", err)
+	for i := 0; i < 6; i++ {
+		e.clock.Add(14 * time.Minute)
+		if err := e.svc.Alive(context.Background(), p.Session); err != nil {
+			t.Fatalf("Alive after %d×14 minutes of token use: %v, want nil", i+1, err)
+		}
+	}
+	e.clock.Add(15 * time.Minute)
+	if err := e.svc.Alive(context.Background(), p.Session); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("Alive after 15 idle minutes: %v, want ErrUnauthenticated", err)
+	}
+	e.clock.Add(-14 * time.Minute) // gone is gone, even if the clock steps back
+	if err := e.svc.Alive(context.Background(), p.Session); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("Alive of a session that timed out: %v, want ErrUnauthenticated", err)
 	}
 	if err := e.svc.Alive(context.Background(), "ses_nope"); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Errorf("Alive(unknown) = %v", err)
