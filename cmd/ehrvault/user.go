@@ -102,16 +102,17 @@ func (c *cli) parseInterspersed(fs *flag.FlagSet, args []string) ([]string, erro
 
 func userCommand(ctx context.Context, c *cli, sub string, args []string) error {
 	synopsis := map[string]string{
-		"add": "--data DIR --role ROLE [--display-name TEXT] NAME", "list": "--data DIR",
+		"add": "--data DIR --role ROLE [--display-name TEXT] [--patient ID] NAME", "list": "--data DIR",
 		"disable": "--data DIR NAME|ID", "enable": "--data DIR NAME|ID",
-		"set-role": "--data DIR --role ROLE NAME|ID", "reset-mfa": "--data DIR NAME|ID",
+		"set-role": "--data DIR --role ROLE [--patient ID] NAME|ID", "reset-mfa": "--data DIR NAME|ID",
 	}[sub]
 	fs := c.flags("user "+sub, synopsis, fmt.Sprintf(userUsage, strings.Join(auth.Roles, ", ")))
 	var pf passphraseFlags
 	pf.register(fs)
-	var role, display *string
+	var role, display, patient *string
 	if sub == "add" || sub == "set-role" {
 		role = fs.String("role", "", "the person's role: "+strings.Join(auth.Roles, ", "))
+		patient = fs.String("patient", "", "for role patient: the `id` of the person's own Patient resource, the only record their apps may reach")
 	}
 	if sub == "add" {
 		display = fs.String("display-name", "", "the person's name as shown on pages (not secret)")
@@ -136,6 +137,9 @@ func userCommand(ctx context.Context, c *cli, sub string, args []string) error {
 	if role != nil && !auth.ValidRole(*role) {
 		return usagef("--role must be one of %s", strings.Join(auth.Roles, ", "))
 	}
+	if patient != nil && *patient != "" && *role != auth.RolePatient {
+		return usagef("--patient goes with --role patient")
+	}
 	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
 		return err
@@ -151,6 +155,12 @@ func userCommand(ctx context.Context, c *cli, sub string, args []string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if *patient != "" {
+			if err := v.users.SetPatient(ctx, e.User.ID, *patient); err != nil {
+				v.users.Disable(ctx, e.User.ID)
+				return err
+			}
 		}
 		if err := v.auditCommand(ctx, &audit.Entry{Action: users.ActionAdd, Outcome: audit.OutcomeSuccess,
 			Detail: []audit.Param{{Name: "user", Value: e.User.ID}, {Name: "role", Value: e.User.Role}}}); err != nil {
@@ -176,6 +186,9 @@ func userCommand(ctx context.Context, c *cli, sub string, args []string) error {
 		err = v.users.Enable(ctx, u.ID)
 	case "set-role":
 		err = v.users.SetRole(ctx, u.ID, *role)
+		if err == nil && (*patient != "" || *role != auth.RolePatient) {
+			err = v.users.SetPatient(ctx, u.ID, *patient) // another role unlinks
+		}
 		detail = append(detail, audit.Param{Name: "role", Value: *role})
 	case "reset-mfa":
 		e, err = v.users.ResetMFA(ctx, u.ID)

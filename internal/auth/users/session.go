@@ -183,7 +183,7 @@ func (s *Service) Session(r *http.Request) (*auth.Principal, error) {
 
 func principal(ss *session, u *user) *auth.Principal {
 	return &auth.Principal{Kind: auth.KindUser, ID: u.ID, Label: u.Name, Role: u.Role, User: u.ID,
-		Session: ss.ID, Factors: append([]auth.Factor(nil), ss.Factors...)}
+		Session: ss.ID, Patient: u.Patient, Factors: append([]auth.Factor(nil), ss.Factors...)}
 }
 
 func hasSecondFactor(fs []auth.Factor) bool {

@@ -109,15 +109,16 @@ type Event struct {
 
 // Actions of Event.
 const (
-	ActionLogin      = "user-login"    // password step
-	ActionSecondStep = "user-mfa"      // second factor (Detail: the factor)
-	ActionStepUp     = "user-stepup"   // step-up (Detail: the factor)
-	ActionLogout     = "user-logout"   // logout
-	ActionEnroll     = "user-enroll"   // enrollment code used, password set, factor enrolled (Detail)
-	ActionAdd        = "user-add"      // user created
-	ActionDisable    = "user-disable"  // user disabled
-	ActionEnable     = "user-enable"   // user enabled
-	ActionSetRole    = "user-set-role" // role changed (Detail: the role)
+	ActionLogin      = "user-login"       // password step
+	ActionSecondStep = "user-mfa"         // second factor (Detail: the factor)
+	ActionStepUp     = "user-stepup"      // step-up (Detail: the factor)
+	ActionLogout     = "user-logout"      // logout
+	ActionEnroll     = "user-enroll"      // enrollment code used, password set, factor enrolled (Detail)
+	ActionAdd        = "user-add"         // user created
+	ActionDisable    = "user-disable"     // user disabled
+	ActionEnable     = "user-enable"      // user enabled
+	ActionSetRole    = "user-set-role"    // role changed (Detail: the role)
+	ActionSetPatient = "user-set-patient" // a patient user linked to their Patient resource
 	ActionResetMFA   = "user-reset-mfa"
 	ActionPassword   = "user-password" // password changed
 	ActionThrottled  = "user-throttled"
@@ -267,6 +268,7 @@ type user struct {
 	Name        string `json:"name"` // as given; the lookup is of its NFKC lower-case form
 	DisplayName string `json:"display,omitempty"`
 	Role        string `json:"role"`
+	Patient     string `json:"patient,omitempty"` // for role patient: the id of their own Patient resource
 	Disabled    bool   `json:"disabled,omitempty"`
 	Epoch       int64  `json:"epoch"`
 
@@ -311,6 +313,7 @@ type User struct {
 	Name        string    `json:"name"`
 	DisplayName string    `json:"display_name,omitempty"`
 	Role        string    `json:"role"`
+	Patient     string    `json:"patient,omitempty"` // a patient's own Patient id
 	Disabled    bool      `json:"disabled"`
 	Enrolled    bool      `json:"enrolled"`
 	Factors     []string  `json:"factors"` // enrolled second factors: auth.FactorTOTP, auth.FactorWebAuthn
@@ -319,7 +322,7 @@ type User struct {
 }
 
 func (u *user) public() User {
-	p := User{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: u.Role, Disabled: u.Disabled,
+	p := User{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: u.Role, Patient: u.Patient, Disabled: u.Disabled,
 		Enrolled: u.enrolled(), Factors: []string{}, Created: u.Created, Updated: u.Updated}
 	if len(u.TOTPSecret) > 0 {
 		p.Factors = append(p.Factors, auth.FactorTOTP)
@@ -677,6 +680,43 @@ func (s *Service) SetRole(ctx context.Context, id, role string) error {
 	}
 	s.record(ctx, Event{Action: ActionSetRole, Outcome: OutcomeSuccess, User: id, Source: "local", Detail: role})
 	return s.killSessions(ctx, id)
+}
+
+// SetPatient links a user with role patient to their own Patient resource
+// (id), the only record their SMART apps may reach; "" unlinks. The
+// user's sessions die, since they carry the old link.
+func (s *Service) SetPatient(ctx context.Context, id, patient string) error {
+	if patient != "" && !validPatientID(patient) {
+		return fmt.Errorf("%w: a patient id is 1 to 64 letters, digits, '-' and '.'", ErrInvalid)
+	}
+	_, err := s.modify(ctx, id, func(u *user) error {
+		if u.Role != auth.RolePatient && patient != "" {
+			return fmt.Errorf("%w: only a user with role patient is linked to a patient", ErrInvalid)
+		}
+		if u.Patient != patient {
+			u.Patient = patient
+			u.Epoch++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.record(ctx, Event{Action: ActionSetPatient, Outcome: OutcomeSuccess, User: id, Source: "local"})
+	return s.killSessions(ctx, id)
+}
+
+// validPatientID reports whether id is a FHIR id.
+func validPatientID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // ResetMFA clears a user's password, TOTP secret, WebAuthn credentials and

@@ -919,3 +919,40 @@ func TestThrottledPageWait(t *testing.T) {
 		}
 	}
 }
+
+// A patient user is linked to their own Patient resource: their sessions
+// carry it (the SMART consent page offers no other), and only patients
+// can be linked.
+func TestUserSetPatient(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.enroll(t, "pat", auth.RolePatient)
+	if err := e.svc.SetPatient(ctx, a.id, "bad id!"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SetPatient(bad id) = %v, want ErrInvalid", err)
+	}
+	_, before, err := e.svc.Login(ctx, a.name, a.password, auth.FactorTOTP, e.code(t, a, 0), "192.0.2.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SetPatient(ctx, a.id, "pt-123"); err != nil {
+		t.Fatalf("SetPatient = %v", err)
+	}
+	if err := e.svc.Alive(ctx, before.Session); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("a session from before the link is still alive: %v", err)
+	}
+	e.clock.Add(time.Minute)
+	_, p, err := e.svc.Login(ctx, a.name, a.password, auth.FactorTOTP, e.code(t, a, 2), "192.0.2.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Patient != "pt-123" {
+		t.Errorf("principal of a linked patient has Patient %q, want pt-123", p.Patient)
+	}
+	c := e.enroll(t, "clin", auth.RoleClinician)
+	if err := e.svc.SetPatient(ctx, c.id, "pt-123"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SetPatient on a clinician = %v, want ErrInvalid", err)
+	}
+	if u, err := e.svc.Resolve(ctx, a.id); err != nil || u.Patient != "pt-123" {
+		t.Errorf("Resolve = %+v, %v; want Patient pt-123", u, err)
+	}
+}
