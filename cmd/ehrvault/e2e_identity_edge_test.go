@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/ehrvault/ehrvault/internal/records"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,20 @@ func TestIdentityEdge(t *testing.T) {
 	s := newIDServer(t, "--rate-per-principal", "2", "--allow", "role:clinician=10.0.0.0/8", "--absolute-timeout", "1h")
 	pats := s.importSynthetic(5, 1)
 	op := s.op_()
+
+	t.Run("capability statement names SMART", func(t *testing.T) {
+		s.sub(t)
+		r := op.get("/metadata").want(t, 200)
+		if _, err := records.Parse(r.body); err != nil {
+			t.Fatalf("the CapabilityStatement does not validate: %v", err)
+		}
+		sec := string(r.body)
+		for _, want := range []string{`"code":"SMART-on-FHIR"`, "oauth-uris", `"valueUri":"` + s.origin + `/auth/token"`, `"valueUri":"` + s.origin + `/auth/authorize"`} {
+			if !strings.Contains(sec, want) {
+				t.Errorf("the CapabilityStatement's security lacks %s", want)
+			}
+		}
+	})
 
 	t.Run("rate per principal", func(t *testing.T) {
 		s.sub(t)

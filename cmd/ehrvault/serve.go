@@ -16,6 +16,7 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/api"
 	"github.com/ehrvault/ehrvault/internal/audit"
+	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/edge"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 )
@@ -260,6 +261,8 @@ func newHandler(ctx context.Context, v *vault, sf *serveFlags, origin string, lo
 		Search:       v.search,
 		Grants:       id,
 		Gate:         id.gate,
+		OAuth: &api.OAuthURIs{Authorize: origin + smart.PathAuthorize, Token: origin + smart.PathToken,
+			Introspect: origin + smart.PathIntrospect, Revoke: origin + smart.PathRevoke},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/", h)

@@ -81,6 +81,9 @@ type Config struct {
 	// allowlists, rate limits per principal. An error refuses the
 	// request (a *Refusal chooses the status; others give 403).
 	Gate func(r *http.Request, p *auth.Principal) error
+	// OAuth, if set, names the SMART authorization server's endpoints in
+	// the CapabilityStatement.
+	OAuth *OAuthURIs
 }
 
 // AccessDecider turns a principal into the restriction its requests obey.
@@ -126,7 +129,7 @@ func New(c Config) *Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.meta = capabilityStatement(h.version, h.now(), c.SearchParams)
+	h.meta = capabilityStatement(h.version, h.now(), c.SearchParams, c.OAuth)
 	return h
 }
 

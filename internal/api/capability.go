@@ -31,7 +31,7 @@ type SearchParam struct {
 // capabilityStatement states exactly what this server implements: every
 // R4 resource type with the same interactions, the search parameters the
 // search supplies for each, and the system interactions.
-func capabilityStatement(version string, now time.Time, params func(typ string) []SearchParam) []byte {
+func capabilityStatement(version string, now time.Time, params func(typ string) []SearchParam, oauth *OAuthURIs) []byte {
 	str := fhir.StringValue
 	obj := func(fields ...fhir.Field) fhir.Value { return fhir.Value{Kind: fhir.Object, Fields: fields} }
 	f := func(name string, v fhir.Value) fhir.Field { return fhir.Field{Name: name, Value: v} }
@@ -103,16 +103,13 @@ func capabilityStatement(version string, now time.Time, params func(typ string) 
 	}
 	rest := obj(
 		f("mode", str("server")),
-		f("documentation", str("Every request but this CapabilityStatement needs Authorization: Bearer <token> (ehrvault token create). "+
+		f("documentation", str("Every request but this CapabilityStatement needs a SMART access token with its DPoP proof (Authorization: DPoP <token>), or an operator token (Authorization: Bearer <token>, ehrvault token create). "+
 			"Search takes the listed parameters with their modifiers (:missing on all; :exact and :contains on strings; :not and :text on tokens; :[type] on references), "+
 			"OR by commas, AND by repeating, the prefixes eq ne gt lt ge le sa eb ap on dates, numbers and quantities, chains one level deep (subject:Patient.name), _has, "+
 			"_include and _revinclude (with :iterate), _sort by date, number and quantity parameters and _lastUpdated, _count, _summary, _elements and _total; "+
 			"compartment searches (Patient/[id]/[type]) and Patient/[id]/$everything. Pages are continued by sealed cursors (the next link). "+
 			"Unknown parameters are left out and reported in an OperationOutcome entry unless Prefer: handling=strict asks for a 400.")),
-		f("security", obj(
-			f("cors", fhir.BoolValue(false)),
-			f("description", str("Bearer tokens issued by the operator with `ehrvault token create`; stored only as keyed hashes; they expire.")),
-		)),
+		f("security", security(oauth)),
 		f("resource", arr(resources...)),
 		f("interaction", arr(code("transaction"), code("batch"), code("history-system"))),
 		f("searchParam", arr(
@@ -136,4 +133,38 @@ func capabilityStatement(version string, now time.Time, params func(typ string) 
 		f("rest", arr(rest)),
 	)
 	return fhir.Marshal(&cs)
+}
+
+// OAuthURIs are the SMART authorization server's endpoints, for the
+// CapabilityStatement's security element.
+type OAuthURIs struct {
+	Authorize, Token, Introspect, Revoke string
+}
+
+// security describes how clients authenticate: SMART on FHIR (with the
+// oauth-uris extension SMART App Launch defines) when oauth is set.
+func security(oauth *OAuthURIs) fhir.Value {
+	str := fhir.StringValue
+	obj := func(fields ...fhir.Field) fhir.Value { return fhir.Value{Kind: fhir.Object, Fields: fields} }
+	f := func(name string, v fhir.Value) fhir.Field { return fhir.Field{Name: name, Value: v} }
+	arr := func(items ...fhir.Value) fhir.Value { return fhir.Value{Kind: fhir.Array, Items: items} }
+	if oauth == nil {
+		return obj(
+			f("cors", fhir.BoolValue(false)),
+			f("description", str("Bearer tokens issued by the operator with `ehrvault token create`; stored only as keyed hashes; they expire.")),
+		)
+	}
+	uri := func(name, u string) fhir.Value { return obj(f("url", str(name)), f("valueUri", str(u))) }
+	return obj(
+		f("extension", arr(obj(
+			f("extension", arr(uri("authorize", oauth.Authorize), uri("token", oauth.Token), uri("introspect", oauth.Introspect), uri("revoke", oauth.Revoke))),
+			f("url", str("http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris")),
+		))),
+		f("cors", fhir.BoolValue(false)),
+		f("service", arr(obj(f("coding", arr(obj(
+			f("system", str("http://terminology.hl7.org/CodeSystem/restful-security-service")),
+			f("code", str("SMART-on-FHIR")),
+		)))))),
+		f("description", str("SMART App Launch v2 (/.well-known/smart-configuration): DPoP-bound access tokens for apps (authorization code with PKCE S256), backend services (client_credentials, private_key_jwt) and connected devices; operator bearer tokens for scripts.")),
+	)
 }
