@@ -164,59 +164,34 @@ writes for the patients given with --patient only.`,
 
 func clientList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("client list", "--data DIR", "List SMART clients: id, kind, name, created, allowed scopes.")
-	var pf passphraseFlags
-	pf.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := pf.check(); err != nil {
-		return err
-	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	list, err := v.clients.List(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tNAME\tCREATED\tSCOPES")
-	for _, cl := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Kind, cl.Name, cl.Created.Format(time.RFC3339), strings.Join(cl.Scopes, " "))
-	}
-	return tw.Flush()
+	return c.onVault(ctx, fs, args, 0, "", func(v *vault) error {
+		list, err := v.clients.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tNAME\tCREATED\tSCOPES")
+		for _, cl := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Kind, cl.Name, cl.Created.Format(time.RFC3339), strings.Join(cl.Scopes, " "))
+		}
+		return tw.Flush()
+	})
 }
 
 func clientRemove(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("client remove", "--data DIR ID", "Remove the client with this id (from client list). Its tokens stop working within a second.")
-	var pf passphraseFlags
-	pf.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := pf.check(); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("name exactly one client id to remove")
-	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	if err := v.clients.Remove(ctx, fs.Arg(0)); err != nil {
-		if errors.Is(err, smart.ErrNoClient) {
-			return withHint(fmt.Errorf("no client with id %s", fs.Arg(0)), "ehrvault client list shows the ids")
+	return c.onVault(ctx, fs, args, 1, "client id to remove", func(v *vault) error {
+		if err := v.clients.Remove(ctx, fs.Arg(0)); err != nil {
+			if errors.Is(err, smart.ErrNoClient) {
+				return withHint(fmt.Errorf("no client with id %s", fs.Arg(0)), "ehrvault client list shows the ids")
+			}
+			return err
 		}
-		return err
-	}
-	if err := v.auditCommand(ctx, &audit.Entry{Action: actionClientRemove, Outcome: audit.OutcomeSuccess,
-		Detail: []audit.Param{{Name: "client", Value: fs.Arg(0)}}}); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stderr, "removed %s\n", fs.Arg(0))
-	return nil
+		if err := v.auditCommand(ctx, &audit.Entry{Action: actionClientRemove, Outcome: audit.OutcomeSuccess,
+			Detail: []audit.Param{{Name: "client", Value: fs.Arg(0)}}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "removed %s\n", fs.Arg(0))
+		return nil
+	})
 }

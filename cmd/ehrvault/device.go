@@ -135,29 +135,18 @@ func validDeviceKind(k string) bool {
 
 func deviceList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("device list", "--data DIR", "List devices: id, kind, label, state, disk encryption and when the device last reported.")
-	var pf passphraseFlags
-	pf.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := pf.check(); err != nil {
-		return err
-	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	list, err := v.devices.Devices(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tLABEL\tSTATE\tENCRYPTED\tREPORTED")
-	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.ID, d.Kind, d.Label, d.State, d.Posture.DiskEncrypted, d.Posture.ReportedAt.Format(time.RFC3339))
-	}
-	return tw.Flush()
+	return c.onVault(ctx, fs, args, 0, "", func(v *vault) error {
+		list, err := v.devices.Devices(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tLABEL\tSTATE\tENCRYPTED\tREPORTED")
+		for _, d := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.ID, d.Kind, d.Label, d.State, d.Posture.DiskEncrypted, d.Posture.ReportedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
 }
 
 func deviceShow(ctx context.Context, c *cli, args []string) error {

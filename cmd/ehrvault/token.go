@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"text/tabwriter"
@@ -82,41 +83,51 @@ expiry on standard error), e.g.:
 
 func tokenList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("token list", "--data DIR", "List tokens: id, label, created, expires, state. Tokens themselves are never shown again.")
-	var pf passphraseFlags
-	pf.register(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := pf.check(); err != nil {
-		return err
-	}
-	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	list, err := v.tokens.List(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLABEL\tCREATED\tEXPIRES\tSTATE")
-	now := time.Now()
-	for _, t := range list {
-		state := "valid"
-		switch {
-		case t.Revoked:
-			state = "revoked"
-		case !now.Before(t.Expires):
-			state = "expired"
+	return c.onVault(ctx, fs, args, 0, "", func(v *vault) error {
+		list, err := v.tokens.List(ctx)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Label, t.Created.Format(time.RFC3339), t.Expires.Format(time.RFC3339), state)
-	}
-	return tw.Flush()
+		tw := tabwriter.NewWriter(c.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tLABEL\tCREATED\tEXPIRES\tSTATE")
+		now := time.Now()
+		for _, t := range list {
+			state := "valid"
+			switch {
+			case t.Revoked:
+				state = "revoked"
+			case !now.Before(t.Expires):
+				state = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Label, t.Created.Format(time.RFC3339), t.Expires.Format(time.RFC3339), state)
+		}
+		return tw.Flush()
+	})
 }
 
 func tokenRevoke(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("token revoke", "--data DIR ID", "Revoke the token with this id (tok_…, from token list). It fails on its next use.")
+	return c.onVault(ctx, fs, args, 1, "token id to revoke", func(v *vault) error {
+		if err := v.tokens.Revoke(ctx, fs.Arg(0)); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return withHint(fmt.Errorf("no token with id %s", fs.Arg(0)), "ehrvault token list shows the ids")
+			}
+			return err
+		}
+		if err := v.auditCommand(ctx, &audit.Entry{Action: audit.ActionTokenRevoke, Outcome: audit.OutcomeSuccess,
+			Detail: []audit.Param{{Name: "token", Value: fs.Arg(0)}}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "revoked %s\n", fs.Arg(0))
+		return nil
+	})
+}
+
+// onVault finishes an administrative command: it adds the passphrase
+// flags to fs, parses args, checks that exactly nargs positional
+// arguments came (what names the one expected), unseals the data
+// directory beside any server and runs fn on it.
+func (c *cli) onVault(ctx context.Context, fs *flag.FlagSet, args []string, nargs int, what string, fn func(v *vault) error) error {
 	var pf passphraseFlags
 	pf.register(fs)
 	if err := c.parse(fs, args); err != nil {
@@ -125,24 +136,16 @@ func tokenRevoke(ctx context.Context, c *cli, args []string) error {
 	if err := pf.check(); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("name exactly one token id to revoke")
+	if fs.NArg() != nargs {
+		if nargs == 0 {
+			return usagef("unexpected argument %q", fs.Arg(0))
+		}
+		return usagef("name exactly one %s", what)
 	}
 	v, err := c.unseal(ctx, &pf, slog.New(slog.DiscardHandler), adminAccess)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
-	if err := v.tokens.Revoke(ctx, fs.Arg(0)); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return withHint(fmt.Errorf("no token with id %s", fs.Arg(0)), "ehrvault token list shows the ids")
-		}
-		return err
-	}
-	if err := v.auditCommand(ctx, &audit.Entry{Action: audit.ActionTokenRevoke, Outcome: audit.OutcomeSuccess,
-		Detail: []audit.Param{{Name: "token", Value: fs.Arg(0)}}}); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stderr, "revoked %s\n", fs.Arg(0))
-	return nil
+	return fn(v)
 }
