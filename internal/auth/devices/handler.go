@@ -213,33 +213,28 @@ func readProof(r *http.Request) (string, error) {
 }
 
 func (h *handler) enroll(w http.ResponseWriter, r *http.Request) {
-	proof, err := readProof(r)
-	var d *Device
-	if err == nil {
-		d, err = h.Registry.Enroll(r.Context(), proof)
-	}
-	if err != nil {
-		reason := h.fail(w, err)
-		h.record(r, Event{Action: ActionEnroll, Outcome: outcome(reason), Reason: reason})
-		return
-	}
-	h.record(r, Event{Action: ActionEnroll, Outcome: OutcomeSuccess, Principal: d.ID, Kind: "device", Device: d.ID})
-	writeJSON(w, http.StatusCreated, h.statusOf(d))
+	h.signed(w, r, ActionEnroll, http.StatusCreated, h.Registry.Enroll)
 }
 
 func (h *handler) posture(w http.ResponseWriter, r *http.Request) {
+	h.signed(w, r, ActionPosture, http.StatusOK, h.Registry.ReportPosture)
+}
+
+// signed serves a device's signed request (its proof is the body): do
+// carries it out, and the outcome is recorded as action.
+func (h *handler) signed(w http.ResponseWriter, r *http.Request, action string, status int, do func(context.Context, string) (*Device, error)) {
 	proof, err := readProof(r)
 	var d *Device
 	if err == nil {
-		d, err = h.Registry.ReportPosture(r.Context(), proof)
+		d, err = do(r.Context(), proof)
 	}
 	if err != nil {
 		reason := h.fail(w, err)
-		h.record(r, Event{Action: ActionPosture, Outcome: outcome(reason), Reason: reason})
+		h.record(r, Event{Action: action, Outcome: outcome(reason), Reason: reason})
 		return
 	}
-	h.record(r, Event{Action: ActionPosture, Outcome: OutcomeSuccess, Principal: d.ID, Kind: "device", Device: d.ID})
-	writeJSON(w, http.StatusOK, h.statusOf(d))
+	h.record(r, Event{Action: action, Outcome: OutcomeSuccess, Principal: d.ID, Kind: "device", Device: d.ID})
+	writeJSON(w, status, h.statusOf(d))
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
