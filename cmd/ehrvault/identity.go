@@ -118,18 +118,23 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 	return id, nil
 }
 
+// authMaxBody bounds the bodies of the login, OAuth, device and admin
+// endpoints: forms, JWTs and small JSON documents.
+const authMaxBody = 64 << 10
+
 // mount adds the identity endpoints beside the API.
 func (id *identity) mount(mux *http.ServeMux) {
-	mux.Handle("/auth/", id.users.Handler())
+	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, edge.MaxBody(authMaxBody, h)) }
+	handle("/auth/", id.users.Handler())
 	for _, p := range []string{smart.PathConfiguration, smart.PathAuthorize, smart.PathToken, smart.PathIntrospect, smart.PathRevoke} {
-		mux.Handle(p, id.smart.Handler())
+		handle(p, id.smart.Handler())
 	}
-	mux.Handle("/auth/devices/", id.devices)
-	mux.Handle("/admin/devices", id.devices)
-	mux.Handle("/admin/devices/", id.devices)
+	handle("/auth/devices/", id.devices)
+	handle("/admin/devices", id.devices)
+	handle("/admin/devices/", id.devices)
 	admin := id.users.AdminHandler(id.admin)
-	mux.Handle("/admin/users", admin)
-	mux.Handle("/admin/users/", admin)
+	handle("/admin/users", admin)
+	handle("/admin/users/", admin)
 }
 
 // admin returns the principal of an administrative request: an operator
