@@ -666,3 +666,75 @@ func BenchmarkRead(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 	reportCPU(b, cpu)
 }
+
+// Readers that never pause (two whose reads overlap, always one in a
+// transaction) keep SQLite's own checkpoints from restarting the log;
+// WALLimit bounds it anyway.
+func TestWALStaysBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		bound bool
+	}{
+		{"limited", 2 << 20, true},
+		{"sqlite alone", 1 << 40, false}, // shows that the readers do starve it
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "ehrvault.db")
+			db, err := Open(ctx, path, Options{Create: true, Synchronous: "normal", WALLimit: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for r := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(time.Duration(r) * time.Millisecond)
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+						if err != nil {
+							continue
+						}
+						var n int
+						tx.QueryRowContext(ctx, "SELECT count(*) FROM versions").Scan(&n)
+						time.Sleep(2 * time.Millisecond) // overlap the other reader
+						tx.Rollback()
+					}
+				}()
+			}
+			big := bytes.Repeat([]byte{7}, 16<<10)
+			var most int64
+			for i := range 600 {
+				err := db.Update(ctx, func(tx store.Tx) error {
+					return tx.Put(ctx, &store.Version{Type: "Patient", ID: fmt.Sprint(i), Version: 1, Updated: time.Now().UTC().Truncate(time.Microsecond), KeyID: 1, Data: big}, nil)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > most {
+					most = fi.Size()
+				}
+			}
+			close(stop)
+			wg.Wait()
+			// 600 versions of 16 KiB write about 10 MiB of pages, and the log
+			// holds them several times over unless it restarts.
+			t.Logf("largest log: %d bytes", most)
+			if tc.bound && most > tc.limit+8<<20 {
+				t.Errorf("the log reached %d bytes with a limit of %d", most, tc.limit)
+			}
+			if !tc.bound && most < 20<<20 {
+				t.Errorf("without a limit the log stayed at %d bytes: the readers did not starve SQLite's checkpoints, so the limited case proves nothing", most)
+			}
+		})
+	}
+}

@@ -56,6 +56,9 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	for _, f := range t.after {
 		f()
 	}
+	if db.commits.Add(1)%walCheckEvery == 0 {
+		db.boundWAL(ctx)
+	}
 	return nil
 }
 
