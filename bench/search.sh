@@ -14,7 +14,7 @@
 #
 # Usage: bench/search.sh [copies] [seconds per search]
 #   copies: 254 (the default) make 2.2 million resources, 1 million of
-#   them Observations; loading them takes about an hour on 2 cores.
+#   them Observations; loading them took about two hours on 2 cores.
 # DIR (/tmp/ehrvault-bench-search) keeps the store; CLIENTS ("1,8");
 # EHRVAULT_CACHE_MIB (4096) sizes the write cache while loading.
 set -euo pipefail
