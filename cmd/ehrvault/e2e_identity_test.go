@@ -744,6 +744,27 @@ func TestIdentityAttacks(t *testing.T) {
 		me.get("/Patient/"+w.a+"/$everything").want(t, 403)
 	})
 
+	t.Run("chains and _has reach only permitted types", func(t *testing.T) {
+		s.sub(t)
+		narrow := s.app("Obs only", "patient/Observation.rs")
+		me := &cred{s: s, token: s.authorize(w.browser, narrow, "patient/Observation.rs", w.a, w.key).AccessToken, key: w.key}
+		// A chain into Patient, which the token may not search.
+		me.get("/Observation?subject:Patient.name=a").want(t, 403)
+		// A chain that does not name its target could reach any type.
+		me.get("/Observation?subject.name=a").want(t, 403)
+		// _has searches its source type.
+		me.get("/Observation?_has:Provenance:target:agent=Practitioner/x").want(t, 403)
+		me.send("POST", "/Observation/_search", "subject:Patient.name=a", "Content-Type", "application/x-www-form-urlencoded").want(t, 403)
+		// With Patient permitted, the chain runs (inside the compartment).
+		wide := s.app("Chart", "patient/*.rs")
+		me = &cred{s: s, token: s.authorize(w.browser, wide, "patient/*.rs", w.a, w.key).AccessToken, key: w.key}
+		me.get("/Observation?subject:Patient._id=" + w.a + "&_count=1").want(t, 200)
+		me.get("/Observation?subject:Patient._id=" + w.b + "&_summary=count").want(t, 200)
+		if r := me.get("/Observation?subject:Patient._id=" + w.b + "&_summary=count"); r.json["total"] != 0.0 {
+			t.Errorf("a chain to B's Patient counts %v Observations, want 0", r.json["total"])
+		}
+	})
+
 	t.Run("audit", func(t *testing.T) {
 		s.sub(t)
 		found, err := s.v.audit.Find(ctx, audit.Filter{Limit: 1000000})

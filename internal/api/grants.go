@@ -271,3 +271,44 @@ func (h *Handler) filtered(q *request, typ, id string) bool {
 	}
 	return true
 }
+
+// permitChains checks the types a search reaches beyond its own: a chain
+// (subject:Patient.name) searches its target type, and _has
+// (_has:Observation:patient:code) its source type; each must be one the
+// token may search. A chain that does not name its target type could
+// reach several, so a token with scopes must name it.
+func (h *Handler) permitChains(q *request, form url.Values) bool {
+	if !h.scoped(q) {
+		return true
+	}
+	for name := range form {
+		rest := name
+		for strings.HasPrefix(rest, "_has:") {
+			parts := strings.SplitN(rest, ":", 4)
+			if len(parts) < 4 {
+				break // malformed: the engine says so
+			}
+			if fhir.IsResourceType(parts[1]) {
+				if perm, ok := h.grants.Permit(q.r.Context(), q.principal, parts[1], 's'); !ok || perm.Filters != nil {
+					h.fail(q, errorf(http.StatusForbidden, "forbidden", "%s: the token's scopes do not allow searching %s", name, parts[1]))
+					return false
+				}
+			}
+			rest = parts[3]
+		}
+		head, _, chained := strings.Cut(rest, ".")
+		if !chained {
+			continue
+		}
+		_, target, typed := strings.Cut(head, ":")
+		if !typed || !fhir.IsResourceType(target) {
+			h.fail(q, errorf(http.StatusForbidden, "forbidden", "%s: with a token's scopes, a chain must name its target type (as in subject:Patient.name)", name))
+			return false
+		}
+		if perm, ok := h.grants.Permit(q.r.Context(), q.principal, target, 's'); !ok || perm.Filters != nil {
+			h.fail(q, errorf(http.StatusForbidden, "forbidden", "%s: the token's scopes do not allow searching %s", name, target))
+			return false
+		}
+	}
+	return true
+}

@@ -28,6 +28,9 @@ func (h *Handler) search(q *request, typ, compartment string, form url.Values) {
 		return
 	}
 	h.recordQuery(q, form)
+	if !h.permitChains(q, form) {
+		return
+	}
 	require, ok := h.require(q)
 	if !ok {
 		return
