@@ -758,8 +758,8 @@ func TestIdentityAttacks(t *testing.T) {
 		// With Patient permitted, the chain runs (inside the compartment).
 		wide := s.app("Chart", "patient/*.rs")
 		me = &cred{s: s, token: s.authorize(w.browser, wide, "patient/*.rs", w.a, w.key).AccessToken, key: w.key}
-		me.get("/Observation?subject:Patient._id=" + w.a + "&_count=1").want(t, 200)
-		me.get("/Observation?subject:Patient._id=" + w.b + "&_summary=count").want(t, 200)
+		me.get("/Observation?subject:Patient._id="+w.a+"&_count=1").want(t, 200)
+		me.get("/Observation?subject:Patient._id="+w.b+"&_summary=count").want(t, 200)
 		if r := me.get("/Observation?subject:Patient._id=" + w.b + "&_summary=count"); r.json["total"] != 0.0 {
 			t.Errorf("a chain to B's Patient counts %v Observations, want 0", r.json["total"])
 		}
