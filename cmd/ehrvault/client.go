@@ -90,7 +90,8 @@ func clientAdd(ctx context.Context, c *cli, kind string, args []string) error {
 	about := map[string]string{
 		smart.ClientApp: `Register a SMART app and print its client_id on standard output. Its
 redirect URIs are matched exactly; launch/patient, online_access and
-offline_access are added to its scopes. With --jwks it is a confidential
+offline_access are added to its scopes, and openid and fhirUser (an
+OpenID Connect id_token) are always allowed. With --jwks it is a confidential
 app that authenticates with private_key_jwt; without, a public app (PKCE).`,
 		smart.ClientService: `Register a SMART backend service (client_credentials with a JWT signed
 by a key of the JWK Set in FILE) and print its client_id. Its scopes are

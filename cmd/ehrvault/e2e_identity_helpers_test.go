@@ -504,6 +504,7 @@ func (s *idServer) app(name, scopes string) *smart.Client {
 type tokenAnswer struct {
 	status                                         int
 	AccessToken, RefreshToken, Scope, Patient, Err string
+	IDToken                                        string
 	body                                           []byte
 }
 
@@ -516,6 +517,7 @@ func (s *idServer) tokenRequest(form url.Values, key *dpoptest.Key) *tokenAnswer
 	r := s.do(s.client(false), req)
 	a := &tokenAnswer{status: r.status, body: r.body}
 	a.AccessToken, a.RefreshToken, a.Scope, a.Patient, a.Err = r.str("access_token"), r.str("refresh_token"), r.str("scope"), r.str("patient"), r.str("error")
+	a.IDToken = r.str("id_token")
 	s.secrets.add("access token", a.AccessToken)
 	s.secrets.add("refresh token", a.RefreshToken)
 	return a

@@ -126,7 +126,8 @@ const authMaxBody = 64 << 10
 func (id *identity) mount(mux *http.ServeMux) {
 	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, edge.MaxBody(authMaxBody, h)) }
 	handle("/auth/", id.users.Handler())
-	for _, p := range []string{smart.PathConfiguration, smart.PathAuthorize, smart.PathToken, smart.PathIntrospect, smart.PathRevoke} {
+	for _, p := range []string{smart.PathConfiguration, smart.PathAuthorize, smart.PathToken, smart.PathIntrospect, smart.PathRevoke,
+		smart.PathJWKS, smart.PathOpenIDConfiguration} {
 		handle(p, id.smart.Handler())
 	}
 	handle("/auth/devices/", id.devices)

@@ -17,7 +17,7 @@ import (
 // authzParams are the parameters of an authorization request that the
 // consent form carries back.
 var authzParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "aud",
-	"code_challenge", "code_challenge_method", "dpop_jkt"}
+	"code_challenge", "code_challenge_method", "dpop_jkt", "nonce"}
 
 // authzRequest is a checked authorization request.
 type authzRequest struct {
@@ -81,6 +81,9 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	case strings.TrimSuffix(form.Get("aud"), "/") != s.cfg.FHIRBase:
 		fail("invalid_request", "aud must be this server's FHIR base URL "+s.cfg.FHIRBase)
+		return
+	case len(form.Get("nonce")) > MaxNonce:
+		fail("invalid_request", "nonce is longer than 256 characters")
 		return
 	case len(c.JWKS) > 0:
 		// Confidential apps are welcome at the token endpoint; the
@@ -161,7 +164,10 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		grant: grant{Family: newID("fam_"), Client: c.ID, Kind: auth.KindUser, User: p.User, Role: p.Role, Session: p.Session,
 			Patient: patient, Scopes: granted.Strings(), Factors: p.Factors},
 		Redirect: redirect, Challenge: req.params.Get("code_challenge"), DPoPJKT: req.params.Get("dpop_jkt"),
-		Until: now.Add(CodeTTL),
+		Nonce: req.params.Get("nonce"), Until: now.Add(CodeTTL),
+	}
+	if p.Role == auth.RolePatient {
+		rec.LinkedPatient = p.Patient
 	}
 	if err := s.create(r.Context(), kindCode, newID("code_"), s.lookup(kindCode, code), rec.Family, &rec, now.Add(CodeTTL+s.cfg.RefreshTTL)); err != nil {
 		s.log.Error("smart: authorize: store code", "err", err)
@@ -286,6 +292,10 @@ func describe(sc Scope) string {
 			return "Keep access while you stay signed in, without asking again"
 		case ScopeOnline:
 			return "Keep access while you are signed in"
+		case ScopeOpenID:
+			return "Know who you are: your user id on this server"
+		case ScopeFHIRUser:
+			return "Know which patient record is yours, if you are a patient"
 		}
 		return sc.Name
 	}

@@ -44,9 +44,19 @@ type Client struct {
 	Created      time.Time `json:"created"`
 }
 
-// Allowed returns the client's allowed scopes, parsed.
+// Allowed returns the client's allowed scopes, parsed. An app may always
+// be granted openid and fhirUser, registered or not: they grant no data,
+// only an id_token saying who the user is, to the app the user consented
+// to. Services and devices act for nobody and never get them.
 func (c *Client) Allowed() Scopes {
 	ss, _ := ParseScopes(strings.Join(c.Scopes, " ")) // checked by Add
+	if c.Kind == ClientApp {
+		for _, n := range []string{ScopeOpenID, ScopeFHIRUser} {
+			if !ss.Contains(n) {
+				ss = append(ss, Scope{Name: n})
+			}
+		}
+	}
 	return ss
 }
 

@@ -38,12 +38,20 @@
 //     registered public keys under RS384, ES384, RS256 or ES256 only: alg
 //     "none" and HMAC algorithms (including HS256 keyed with the public
 //     key) never verify. Their jti is single use.
+//   - An app granted openid gets an OpenID Connect id_token with the
+//     tokens of its code (not on refresh): RS256, signed by one RSA 2048
+//     key made with crypto/rand on first need and kept sealed in the store
+//     (kind "smart.signing"); its public half is at PathJWKS with kid =
+//     RFC 7638 thumbprint. Apps may always be granted openid and fhirUser;
+//     services and devices never. fhirUser is only claimed for a patient
+//     user linked to a patient record.
 //   - Errors on the wire are RFC 6749 JSON errors; they name the parameter
 //     at fault, never a token or a key.
 //
 // # Non-promises
 //
-//   - No id_token: openid and fhirUser are understood but not granted yet.
+//   - The signing key is never rotated; staff get no fhirUser claim (they
+//     are not linked to Practitioner resources yet).
 //   - EHR launch (the launch scope) and server DPoP nonces are not
 //     implemented.
 //   - A revocation made by another process (the CLI beside a server)
@@ -102,6 +110,10 @@ const (
 	PathToken         = "/auth/token"
 	PathIntrospect    = "/auth/introspect"
 	PathRevoke        = "/auth/revoke"
+	// PathJWKS is the JWK Set of the id_token signing key.
+	PathJWKS = "/auth/jwks"
+	// PathOpenIDConfiguration is OpenID Connect discovery.
+	PathOpenIDConfiguration = "/.well-known/openid-configuration"
 )
 
 // Lifetimes.
@@ -164,6 +176,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedToken
+
+	keyMu sync.Mutex
+	key   *signingKey // the id_token signing key, once loaded
 }
 
 // New checks cfg and returns a Server.
@@ -205,6 +220,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+PathToken, s.serveToken)
 	s.mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
 	s.mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)
+	s.mux.HandleFunc("GET "+PathJWKS, s.serveJWKS)
+	s.mux.HandleFunc("GET "+PathOpenIDConfiguration, s.serveOpenIDConfiguration)
 	return s, nil
 }
 
@@ -236,17 +253,18 @@ func (s *Server) serveConfiguration(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                                   s.tokenURL(),
 		"introspection_endpoint":                           s.cfg.Issuer + PathIntrospect,
 		"revocation_endpoint":                              s.cfg.Issuer + PathRevoke,
+		"jwks_uri":                                         s.cfg.Issuer + PathJWKS,
 		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
 		"response_types_supported":                         []string{"code"},
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt", "none"},
 		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"dpop_signing_alg_values_supported":                algs,
-		"scopes_supported": []string{ScopeLaunchPatient, ScopeOffline, ScopeOnline,
+		"scopes_supported": []string{ScopeOpenID, ScopeFHIRUser, ScopeLaunchPatient, ScopeOffline, ScopeOnline,
 			"patient/*.cruds", "user/*.cruds", "system/*.cruds", "patient/*.rs", "user/*.rs", "system/*.rs"},
 		"capabilities": []string{"launch-standalone", "client-public", "client-confidential-asymmetric",
 			"context-standalone-patient", "permission-v2", "permission-v1", "permission-patient", "permission-user",
-			"permission-offline", "permission-online", "authorize-post"},
+			"permission-offline", "permission-online", "authorize-post", "sso-openid-connect"},
 	}
 	w.Header().Set("Cache-Control", "max-age=300")
 	writeJSON(w, http.StatusOK, doc)

@@ -623,7 +623,8 @@ func TestConfiguration(t *testing.T) {
 		t.Fatalf("smart-configuration: %d %v", w.Code, err)
 	}
 	want := map[string]string{"issuer": issuer, "authorization_endpoint": issuer + PathAuthorize, "token_endpoint": issuer + PathToken,
-		"introspection_endpoint": issuer + PathIntrospect, "revocation_endpoint": issuer + PathRevoke}
+		"introspection_endpoint": issuer + PathIntrospect, "revocation_endpoint": issuer + PathRevoke,
+		"jwks_uri": issuer + PathJWKS}
 	for k, v := range want {
 		if doc[k] != v {
 			t.Errorf("%s = %v, want %s", k, doc[k], v)
@@ -639,6 +640,11 @@ func TestConfiguration(t *testing.T) {
 	if list("code_challenge_methods_supported") != "S256" || !strings.Contains(list("capabilities"), "permission-v2") ||
 		strings.Contains(list("dpop_signing_alg_values_supported"), "HS") || strings.Contains(list("token_endpoint_auth_signing_alg_values_supported"), "none") {
 		t.Errorf("smart-configuration = %v", doc)
+	}
+	for k, v := range map[string]string{"capabilities": "sso-openid-connect", "scopes_supported": "openid fhirUser"} {
+		if !strings.Contains(" "+list(k)+" ", " "+v+" ") {
+			t.Errorf("smart-configuration %s = %q, want it to hold %q", k, list(k), v)
+		}
 	}
 }
 

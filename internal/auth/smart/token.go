@@ -62,6 +62,10 @@ type codeRecord struct {
 	Challenge string `json:"challenge"`
 	DPoPJKT   string `json:"dpop_jkt,omitempty"` // RFC 9449 section 10: the key the code is bound to
 	Used      bool   `json:"used"`
+	Nonce     string `json:"nonce,omitempty"` // OpenID Connect: echoed in the id_token
+	// LinkedPatient is the patient record the user is (a patient user's
+	// auth.Principal.Patient), for the id_token's fhirUser.
+	LinkedPatient string `json:"linked_patient,omitempty"`
 	// Until is the end of the code's 60 seconds; the record itself is
 	// kept as long as its family may live, so that a late second use is
 	// still seen as one and revokes the family.
@@ -87,6 +91,7 @@ type tokenResponse struct {
 	Scope        string `json:"scope"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Patient      string `json:"patient,omitempty"`
+	IDToken      string `json:"id_token,omitempty"` // OpenID Connect, with openid granted
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -312,7 +317,19 @@ func (s *Server) exchangeCode(r *http.Request, c *Client, proof *dpop.Proof, ev 
 	}
 	ev.Device = g.Device
 	g.Ends = s.now().Add(s.cfg.RefreshTTL)
-	return s.issue(ctx, r, g, refreshWanted(g.Scopes), ev)
+	// The id_token is signed first: if that fails, nothing is issued.
+	var idt string
+	if slices.Contains(g.Scopes, ScopeOpenID) {
+		if idt, err = s.idToken(ctx, &rec); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := s.issue(ctx, r, g, refreshWanted(g.Scopes), ev)
+	if err != nil {
+		return nil, err
+	}
+	resp.IDToken = idt
+	return resp, nil
 }
 
 // checkPerson checks that a person's grant may get tokens bound to jkt:
