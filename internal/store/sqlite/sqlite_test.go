@@ -729,7 +729,7 @@ func TestWALStaysBounded(t *testing.T) {
 			// 600 versions of 16 KiB write about 10 MiB of pages, and the log
 			// holds them several times over unless it restarts.
 			t.Logf("largest log: %d bytes", most)
-			if tc.bound && most > tc.limit+8<<20 {
+			if tc.bound && most > tc.limit+14<<20 { // a look every 64 commits, and a checkpoint may wait out the busy timeout once
 				t.Errorf("the log reached %d bytes with a limit of %d", most, tc.limit)
 			}
 			if !tc.bound && most < 20<<20 {
