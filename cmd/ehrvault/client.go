@@ -12,8 +12,6 @@ import (
 
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
-	"github.com/ehrvault/ehrvault/internal/keyring"
-	"github.com/ehrvault/ehrvault/internal/store"
 )
 
 // Audit actions of the client commands.
@@ -26,15 +24,6 @@ const (
 // launch context and refresh tokens (which still die with the login
 // session).
 var appScopes = []string{smart.ScopeLaunchPatient, smart.ScopeOnline, smart.ScopeOffline}
-
-// openClients builds the SMART client registry on the vault's store.
-func openClients(ctx context.Context, keys *keyring.Keyring, st store.AuthObjects) (*smart.Clients, error) {
-	seal, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		return nil, err
-	}
-	return smart.NewClients(st, seal, nil), nil
-}
 
 func runClient(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {

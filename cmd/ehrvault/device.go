@@ -25,22 +25,7 @@ import (
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/edge"
-	"github.com/ehrvault/ehrvault/internal/keyring"
-	"github.com/ehrvault/ehrvault/internal/store"
 )
-
-// openDevices builds the device registry of a vault.
-func openDevices(ctx context.Context, keys *keyring.Keyring, s store.AuthObjects, opts ...devices.Option) (*devices.Registry, error) {
-	seal, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		return nil, err
-	}
-	mac, err := keys.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		return nil, err
-	}
-	return devices.New(s, seal, mac, opts...), nil
-}
 
 func runDevice(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -222,9 +207,7 @@ func deviceChange(ctx context.Context, c *cli, args []string, op string) error {
 	if op == "approve" {
 		action, change = devices.ActionApprove, (*devices.Registry).Approve
 		if *lax {
-			if reg, err = openDevices(ctx, v.keys, v.db, devices.RequireDiskEncryption(false)); err != nil {
-				return err
-			}
+			reg = devices.New(v.db, v.authSeal, v.authMAC, devices.RequireDiskEncryption(false))
 		}
 	}
 	d, err := change(reg, ctx, id, cliPrincipal().ID)

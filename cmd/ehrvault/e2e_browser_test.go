@@ -44,6 +44,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/authtest"
 	"github.com/ehrvault/ehrvault/internal/auth/devices"
 	"github.com/ehrvault/ehrvault/internal/auth/dpop/dpoptest"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
@@ -81,24 +82,7 @@ func findBrowser(t *testing.T) string {
 // proofs. It stands still unless the test moves it, to pass a TOTP step,
 // a throttling delay or an idle time-out at once, and so that how long a
 // step takes on a busy machine changes nothing.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock { return &testClock{t: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type testClock = authtest.Clock
 
 // browserEnv is a served data directory and a browser.
 type browserEnv struct {
@@ -125,7 +109,7 @@ func newBrowserEnv(t *testing.T, chrome string) *browserEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &browserEnv{t: t, v: v, clock: newTestClock(), logs: logs}
+	e := &browserEnv{t: t, v: v, clock: authtest.NewClock(time.Now()), logs: logs}
 
 	// serve's defaults, as the command line gives them, and the clock.
 	var sf serveFlags
@@ -375,7 +359,7 @@ func (e *browserEnv) totpCode(secret string) string {
 
 // nextTOTPStep moves the clock to the next 30-second step, so that the
 // next code is one the server has not seen (each is accepted once).
-func (e *browserEnv) nextTOTPStep() { e.clock.Advance(30 * time.Second) }
+func (e *browserEnv) nextTOTPStep() { e.clock.Add(30 * time.Second) }
 
 // login signs name in on p with password and a TOTP code of secret, from
 // the login page p shows; it returns the code used.
@@ -677,7 +661,7 @@ func TestBrowserFlows(t *testing.T) {
 		}
 		// Everyone here shares 127.0.0.1: wait out the delay (a second) on
 		// the server's clock, for the flows below.
-		e.clock.Advance(time.Minute)
+		e.clock.Add(time.Minute)
 	})
 
 	t.Run("WebAuthn", func(t *testing.T) {
@@ -762,7 +746,7 @@ func TestBrowserFlows(t *testing.T) {
 		if st := p.open(e.origin + "/auth/"); p.path() != "/auth/login" {
 			t.Errorf("without the second factor /auth/ answers %d at %s, want the login page", st, p.path())
 		}
-		e.clock.Advance(time.Minute) // the failure's delay, for the flows below
+		e.clock.Add(time.Minute) // the failure's delay, for the flows below
 	})
 
 	// The SMART app: a public client with PKCE, its redirect URI here,
@@ -921,13 +905,13 @@ func TestBrowserFlows(t *testing.T) {
 		// Each use within the idle time-out (15 minutes) keeps the
 		// session: 28 minutes after login it lives.
 		for range 2 {
-			e.clock.Advance(14 * time.Minute)
+			e.clock.Add(14 * time.Minute)
 			p.wantPage(p.open(e.origin+"/auth/"), http.StatusOK, "/auth/")
 			if got := p.text("user"); got != "admin" {
 				t.Fatalf("signed-in page names %q, want admin", got)
 			}
 		}
-		e.clock.Advance(15*time.Minute + time.Second)
+		e.clock.Add(15*time.Minute + time.Second)
 		p.wantPage(p.open(e.origin+"/auth/"), http.StatusOK, "/auth/login")
 		// The authorization endpoint sends the browser to log in again.
 		sum := sha256.Sum256([]byte(randomString(32)))

@@ -18,7 +18,6 @@ import (
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/auth/users"
 	"github.com/ehrvault/ehrvault/internal/edge"
-	"github.com/ehrvault/ehrvault/internal/keyring"
 )
 
 // identity is what serve builds for people, apps and devices: the users
@@ -52,7 +51,7 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		Proxies:   id.proxies,
 	})
 	source := func(r *http.Request) string { return id.proxies.Source(r).String() }
-	id.users, err = newUsers(ctx, v.keys, v.db, users.Config{
+	id.users, err = v.newUsers(users.Config{
 		Recorder:        auditRecorder(v.audit),
 		BaseURL:         origin,
 		Log:             log,
@@ -64,18 +63,8 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
-	if !sf.allowUnencrypted {
-		// the registry's default policy: encrypted disks only
-	} else if v.devices, err = openDevices(ctx, v.keys, v.db, devices.RequireDiskEncryption(false)); err != nil {
-		return nil, err
-	}
-	sealer, err := v.keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		return nil, err
-	}
-	mac, err := v.keys.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		return nil, err
+	if sf.allowUnencrypted {
+		v.devices = devices.New(v.db, v.authSeal, v.authMAC, devices.RequireDiskEncryption(false))
 	}
 	scheme := "https"
 	if strings.HasPrefix(origin, "http://") {
@@ -85,8 +74,8 @@ func newIdentity(ctx context.Context, v *vault, sf *serveFlags, origin string, l
 		Issuer:   origin,
 		FHIRBase: origin + api.Base,
 		Store:    v.db,
-		Sealer:   sealer,
-		MAC:      mac,
+		Sealer:   v.authSeal,
+		MAC:      v.authMAC,
 		Sessions: id.users,
 		Devices:  v.devices,
 		Recorder: v.smartRecorder(),

@@ -18,7 +18,6 @@ import (
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth/smart"
 	"github.com/ehrvault/ehrvault/internal/edge"
-	"github.com/ehrvault/ehrvault/internal/keyring"
 )
 
 // serveFlags are the flags of serve (and demo).
@@ -302,11 +301,7 @@ func (v *vault) tlsConfig(ctx context.Context, sf *serveFlags) (*tls.Config, err
 			return nil, withHint(err, "--tls-cert and --tls-key must name a PEM certificate and its private key")
 		}
 	} else {
-		seal, err := v.keys.Sealer(ctx, keyring.PurposeAuthSeal)
-		if err != nil {
-			return nil, err
-		}
-		if cert, _, err = edge.EnsureSelfSigned(v.dir, seal, time.Now()); err != nil {
+		if cert, _, err = edge.EnsureSelfSigned(v.dir, v.authSeal, time.Now()); err != nil {
 			return nil, fmt.Errorf("self-signed certificate: %w", err)
 		}
 	}

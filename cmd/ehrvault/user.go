@@ -13,23 +13,13 @@ import (
 	"github.com/ehrvault/ehrvault/internal/audit"
 	"github.com/ehrvault/ehrvault/internal/auth"
 	"github.com/ehrvault/ehrvault/internal/auth/users"
-	"github.com/ehrvault/ehrvault/internal/keyring"
-	"github.com/ehrvault/ehrvault/internal/store"
 )
 
-// newUsers builds the users service on a vault's store and keys; cfg
-// gives the rest (Recorder, BaseURL, time-outs; zero: the CLI's, which
+// newUsers builds a users service on the vault's store and identity keys;
+// cfg gives the rest (Recorder, BaseURL, time-outs; zero: the CLI's, which
 // audits for itself).
-func newUsers(ctx context.Context, keys *keyring.Keyring, s store.AuthObjects, cfg users.Config) (*users.Service, error) {
-	sealer, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		return nil, err
-	}
-	mac, err := keys.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Store, cfg.Sealer, cfg.MAC = s, sealer, mac
+func (v *vault) newUsers(cfg users.Config) (*users.Service, error) {
+	cfg.Store, cfg.Sealer, cfg.MAC = v.db, v.authSeal, v.authMAC
 	return users.New(cfg)
 }
 

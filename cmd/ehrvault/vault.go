@@ -41,20 +41,22 @@ const cacheEnv = "EHRVAULT_CACHE_MIB"
 
 // vault is an unsealed data directory with the parts built on it.
 type vault struct {
-	dir     string
-	lock    *dirLock // held by the processes that write records
-	kp      *keyring.FileProvider
-	db      *sqlite.DB
-	keys    *keyring.Keyring
-	index   *search.Indexer
-	search  *search.Engine
-	records *records.Service
-	tokens  *auth.Tokens
-	clients *smart.Clients    // SMART apps, services, devices
-	devices *devices.Registry // enrolled endpoints
-	users   *users.Service    // people: passwords, MFA, sessions (user.go)
-	akeys   *auditKeys
-	audit   *audit.Log
+	dir      string
+	lock     *dirLock // held by the processes that write records
+	kp       *keyring.FileProvider
+	db       *sqlite.DB
+	keys     *keyring.Keyring
+	index    *search.Indexer
+	search   *search.Engine
+	records  *records.Service
+	tokens   *auth.Tokens
+	clients  *smart.Clients    // SMART apps, services, devices
+	devices  *devices.Registry // enrolled endpoints
+	users    *users.Service    // people: passwords, MFA, sessions (user.go)
+	authSeal *keyring.Sealer   // PurposeAuthSeal: identity records
+	authMAC  *keyring.MAC      // PurposeAuthLookup: their lookups
+	akeys    *auditKeys
+	audit    *audit.Log
 }
 
 // initVault creates a data directory: its sealed key and its database.
@@ -202,15 +204,19 @@ func openVaultWith(ctx context.Context, dir string, pass []byte, log *slog.Logge
 		return nil, err
 	}
 	v.tokens = auth.NewTokens(v.db, tk, nil)
-	if v.clients, err = openClients(ctx, v.keys, v.db); err != nil {
+	// The identity layer's records (users, clients, devices) are sealed
+	// and found under keys derived once here.
+	if v.authSeal, err = v.keys.Sealer(ctx, keyring.PurposeAuthSeal); err != nil {
 		v.Close()
 		return nil, err
 	}
-	if v.devices, err = openDevices(ctx, v.keys, v.db); err != nil {
+	if v.authMAC, err = v.keys.MAC(ctx, keyring.PurposeAuthLookup); err != nil {
 		v.Close()
 		return nil, err
 	}
-	if v.users, err = newUsers(ctx, v.keys, v.db, users.Config{Log: log}); err != nil {
+	v.clients = smart.NewClients(v.db, v.authSeal, nil)
+	v.devices = devices.New(v.db, v.authSeal, v.authMAC)
+	if v.users, err = v.newUsers(users.Config{Log: log}); err != nil {
 		v.Close()
 		return nil, err
 	}

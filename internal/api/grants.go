@@ -116,30 +116,6 @@ func (h *Handler) require(q *request) (url.Values, bool) {
 	return url.Values{name: {strings.Join(vals, ",")}}, true
 }
 
-// admitsFiltered reports whether typ/id is matched by the granular scopes'
-// filters (and the restriction): a read under granular scopes is a search
-// for that one id.
-func (h *Handler) admitsFiltered(q *request, typ, id string) (bool, error) {
-	if len(q.filters) == 0 {
-		return true, nil
-	}
-	if h.engine == nil {
-		return false, nil
-	}
-	req, ok := h.require(q)
-	if !ok {
-		return false, errHandled
-	}
-	res, err := h.engine.Search(q.r.Context(), search.Request{Type: typ, Params: url.Values{"_id": {id}, "_count": {"1"}}, Restrict: q.restrict, Require: req})
-	if err != nil {
-		return false, err
-	}
-	return len(res.Matches) > 0, nil
-}
-
-// errHandled says the response has been written.
-var errHandled = &httpError{status: 0}
-
 // readable reports whether included resources of typ may be shown.
 func (h *Handler) readable(q *request, typ string) bool {
 	if !h.scoped(q) {
@@ -255,21 +231,30 @@ func entryInteraction(method, raw string) (typ string, interaction byte) {
 }
 
 // filtered answers 404 itself unless typ/id matches the granular scopes'
-// filters: to a token limited to some Observations the others do not
-// exist.
+// filters (and the restriction): to a token limited to some Observations
+// the others do not exist. A read under granular scopes is a search for
+// that one id.
 func (h *Handler) filtered(q *request, typ, id string) bool {
-	ok, err := h.admitsFiltered(q, typ, id)
-	switch {
-	case err == errHandled:
-		return false
-	case err != nil:
-		h.fail(q, err)
-		return false
-	case !ok:
-		h.fail(q, errorf(http.StatusNotFound, "not-found", "no such resource"))
+	if len(q.filters) == 0 {
+		return true
+	}
+	req, ok := h.require(q)
+	if !ok {
 		return false
 	}
-	return true
+	found := false
+	if h.engine != nil {
+		res, err := h.engine.Search(q.r.Context(), search.Request{Type: typ, Params: url.Values{"_id": {id}, "_count": {"1"}}, Restrict: q.restrict, Require: req})
+		if err != nil {
+			h.fail(q, err)
+			return false
+		}
+		found = len(res.Matches) > 0
+	}
+	if !found {
+		h.fail(q, errorf(http.StatusNotFound, "not-found", "no such resource"))
+	}
+	return found
 }
 
 // permitChains checks the types a search reaches beyond its own: a chain

@@ -14,30 +14,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/authtest"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/store/sqlite"
 )
 
 // clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = authtest.Clock
 
 // env is a store and keys shared by the registries of a test, as a
 // server and the CLI beside it would share them.
@@ -50,32 +39,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "t.db"), sqlite.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	kf := filepath.Join(dir, "k.key")
-	if err := keyring.CreateKeyFile(kf, []byte("test passphrase"), keyring.TestKDFParams); err != nil {
-		t.Fatal(err)
-	}
-	kp, err := keyring.OpenKeyFile(kf, []byte("test passphrase"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kp.Close)
-	kr := keyring.New(kp, 4)
-	seal, err := kr.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac, err := kr.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{db: db, seal: seal, mac: mac, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	k := authtest.New(t)
+	return &env{db: k.DB, seal: k.Sealer, mac: k.MAC, clock: authtest.NewClock(time.Now().UTC().Truncate(time.Second))}
 }
 
 func (e *env) registry(opts ...Option) *Registry {

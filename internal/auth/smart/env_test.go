@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,9 +22,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/authtest"
 	"github.com/ehrvault/ehrvault/internal/auth/dpop/dpoptest"
-	"github.com/ehrvault/ehrvault/internal/keyring"
-	"github.com/ehrvault/ehrvault/internal/store/sqlite"
 )
 
 const (
@@ -164,29 +162,9 @@ func (e *env) advance(d time.Duration) {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	if err := keyring.CreateKeyFile(filepath.Join(dir, "k"), []byte("pass"), keyring.TestKDFParams); err != nil {
-		t.Fatal(err)
-	}
-	kp, err := keyring.OpenKeyFile(filepath.Join(dir, "k"), []byte("pass"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kp.Close() })
-	keys := keyring.New(kp, 4)
-	sealer, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac, err := keys.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "t.db"), sqlite.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	k := authtest.New(t)
+	db, sealer, mac := k.DB, k.Sealer, k.MAC
+	var err error
 	e := &env{t: t, now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
 		sess: &fakeSessions{byID: map[string]*auth.Principal{}, alive: map[string]bool{}},
 		devs: &fakeDevices{keys: map[string]string{}}, rec: &events{}}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,27 +12,13 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/ehrvault/ehrvault/internal/auth/authtest"
 	"github.com/ehrvault/ehrvault/internal/keyring"
 	"github.com/ehrvault/ehrvault/internal/store/sqlite"
 )
 
 // clock is an injected clock tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = authtest.Clock
 
 // events collects what the Service records.
 type events struct {
@@ -72,32 +57,10 @@ const testBase = "https://ehr.example.org"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	kf := filepath.Join(dir, "k")
-	if err := keyring.CreateKeyFile(kf, []byte("a test passphrase"), keyring.TestKDFParams); err != nil {
-		t.Fatal(err)
-	}
-	kp, err := keyring.OpenKeyFile(kf, []byte("a test passphrase"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kp.Close() })
-	keys := keyring.New(kp, 4)
-	sealer, err := keys.Sealer(ctx, keyring.PurposeAuthSeal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac, err := keys.MAC(ctx, keyring.PurposeAuthLookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "t.db"), sqlite.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	e := &env{db: db, sealer: sealer, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, events: &events{}}
+	k := authtest.New(t)
+	db, sealer, mac := k.DB, k.Sealer, k.MAC
+	e := &env{db: db, sealer: sealer, clock: authtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)), events: &events{}}
+	var err error
 	e.svc, err = New(Config{Store: db, Sealer: sealer, MAC: mac, Recorder: e.events, Now: e.clock.Now,
 		Hash: TestHashParams, BaseURL: testBase})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ehrvault/ehrvault/internal/auth"
+	"github.com/ehrvault/ehrvault/internal/auth/authtest"
 )
 
 func TestUserCheckPassword(t *testing.T) {
@@ -314,7 +315,7 @@ func TestUserThrottleAcrossAddresses(t *testing.T) {
 }
 
 func TestUserThrottleBounded(t *testing.T) {
-	c := &clock{t: time.Unix(1e9, 0)}
+	c := authtest.NewClock(time.Unix(1e9, 0))
 	th := newThrottle(c.Now)
 	for i := 0; i < throttleMax+10; i++ {
 		th.fail("k" + string(rune(i)))
